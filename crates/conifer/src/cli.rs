@@ -1,0 +1,56 @@
+//! Command-line surface. Each subcommand's `run` lives in its own module.
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+
+use crate::wire_cmd::WireCommand;
+
+/// Conifer: peer-to-peer Matrix.
+///
+/// Every device runs its own small Matrix homeserver; homeservers find each
+/// other and federate over a Pinecone-compatible overlay network instead of
+/// DNS and TLS certificates.
+#[derive(Parser, Debug)]
+#[command(name = "conifer", version, propagate_version = true)]
+pub struct Cli {
+    /// Log at debug level (RUST_LOG, when set, takes precedence).
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a P2P Matrix node: overlay peer + homeserver on embedded SQLite.
+    Run,
+    /// Run a bare overlay relay node (no homeserver).
+    Overlay,
+    /// Run a network simulation scenario in virtual time.
+    Sim,
+    /// Inspect Pinecone wire data (handshakes and frames).
+    #[command(subcommand)]
+    Wire(WireCommand),
+    /// Start three nodes on loopback and show them chatting over the overlay.
+    Demo,
+}
+
+impl Command {
+    pub fn run(self) -> anyhow::Result<()> {
+        match self {
+            Command::Wire(cmd) => cmd.run(),
+            Command::Run => not_yet("run", "the P2P node (homeserver over the overlay)"),
+            Command::Overlay => not_yet("overlay", "the networked overlay relay"),
+            Command::Sim => not_yet("sim", "the network simulator"),
+            Command::Demo => not_yet("demo", "the three-node demo"),
+        }
+    }
+}
+
+fn not_yet(name: &str, what: &str) -> anyhow::Result<()> {
+    bail!(
+        "`conifer {name}` is not available in this build: {what} is still being written. \
+         `conifer wire decode <HEX>` works today; see README.md for the roadmap."
+    )
+}
