@@ -13,3 +13,4 @@ pub mod key;
 pub mod wire;
 
 pub use key::{Identity, PublicKey};
+pub mod router;
