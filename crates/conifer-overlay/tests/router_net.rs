@@ -329,8 +329,7 @@ fn wakeup_broadcasts_reach_five_hops() {
     for i in 1..8 {
         let got = net.nodes[i]
             .events
-            .iter()
-            .any(|e| *e == Event::BroadcastReceived { source });
+            .contains(&Event::BroadcastReceived { source });
         assert_eq!(got, i <= 5, "node {i} hops away");
     }
 }
