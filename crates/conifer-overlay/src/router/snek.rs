@@ -53,6 +53,12 @@ impl Best {
 
 /// §3.3, in its exact step order. Returns the next hop (`None`: nowhere, for
 /// a bootstrap; `Local`: here) and the watermark the frame should carry on.
+///
+/// `routes` must come in ascending key order (as a `BTreeMap` yields them):
+/// a route can only win if its key lies in `[destination, best)`, and the
+/// lowest such key always wins, so the scan stops at the first one that can
+/// no longer improve. Go scans its whole table in random order; the result is
+/// the same.
 pub fn snek_next_hop(
     q: &SnekQuery<'_>,
     routes: impl IntoIterator<Item = RouteView>,
@@ -105,6 +111,12 @@ pub fn snek_next_hop(
     }
     // 5. Soft routes lead back down towards bootstrappers, if fresh enough.
     for r in routes {
+        if r.key < dest {
+            continue;
+        }
+        if r.key > dest && r.key >= best.key {
+            break;
+        }
         let wm = Watermark {
             key: r.key,
             seq: r.seq,
@@ -158,7 +170,7 @@ impl Router {
             root_key: self.current_root().key,
             peers: &peers,
         };
-        let routes = self.routes.iter().filter_map(|(key, r)| {
+        let routes = self.routes.range(dest..).filter_map(|(key, r)| {
             let live = now.since(r.last_seen) < SNEK_EXPIRY
                 && self.peer(r.source).is_some_and(|p| p.started());
             live.then_some(RouteView {
