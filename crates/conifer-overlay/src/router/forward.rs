@@ -46,6 +46,13 @@ impl Router {
         Ok(())
     }
 
+    /// Whether we hold fresh coordinates for `key`, so traffic to it leaves tree-routed.
+    pub fn has_coords_for(&self, now: Time, key: &PublicKey) -> bool {
+        self.coords_cache
+            .get(key)
+            .is_some_and(|(_, seen)| now.since(*seen) < COORDS_CACHE_LIFETIME)
+    }
+
     /// Routes one traffic frame that arrived from `from` (or was sent locally).
     pub(super) fn forward_traffic(&mut self, now: Time, from: NextHop, mut t: Traffic) {
         // 1. Ours: remember where the sender sits so replies can use the tree.
