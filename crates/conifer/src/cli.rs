@@ -25,8 +25,8 @@ pub struct Cli {
 pub enum Command {
     /// Run a P2P Matrix node: overlay peer + homeserver on embedded SQLite.
     Run,
-    /// Run a bare overlay relay node (no homeserver).
-    Overlay,
+    /// Run a bare overlay relay node (no homeserver), or ping a key through one.
+    Overlay(Box<crate::overlay_cmd::OverlayArgs>),
     /// Run a network simulation scenario in virtual time.
     Sim,
     /// Inspect Pinecone wire data (handshakes and frames).
@@ -41,7 +41,7 @@ impl Command {
         match self {
             Command::Wire(cmd) => cmd.run(),
             Command::Run => not_yet("run", "the P2P node (homeserver over the overlay)"),
-            Command::Overlay => not_yet("overlay", "the networked overlay relay"),
+            Command::Overlay(args) => args.run(),
             Command::Sim => not_yet("sim", "the network simulator"),
             Command::Demo => not_yet("demo", "the three-node demo"),
         }

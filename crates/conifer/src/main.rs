@@ -1,6 +1,8 @@
 //! The `conifer` command: one binary for every way of running Conifer.
 
 mod cli;
+mod key_file;
+mod overlay_cmd;
 mod wire_cmd;
 
 use std::process::ExitCode;

@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use clap::Subcommand;
 use conifer_overlay::wire::{
     decode_handshake, Bootstrap, Coordinates, DecodeError, Frame, FrameType, Header, Hop,
-    SignedPayload, SwitchAnnouncement, Traffic, Watermark, WakeupBroadcast, HANDSHAKE_LEN,
+    SignedPayload, SwitchAnnouncement, Traffic, WakeupBroadcast, Watermark, HANDSHAKE_LEN,
     HANDSHAKE_VERSION, HEADER_LEN, MAGIC,
 };
 use conifer_overlay::PublicKey;
@@ -321,10 +321,16 @@ fn frame_json(bytes: &[u8]) -> Result<FrameJson, DecodeError> {
     let (body, note) = match &frame {
         Frame::Keepalive => (Some(Body::Keepalive {}), None),
         Frame::TreeAnnouncement(ann) => (
-            Some(Body::TreeAnnouncement(announcement_json(ann, payload_len()))),
+            Some(Body::TreeAnnouncement(announcement_json(
+                ann,
+                payload_len(),
+            ))),
             None,
         ),
-        Frame::Bootstrap(b) => (Some(Body::Bootstrap(bootstrap_json(b, payload_len()))), None),
+        Frame::Bootstrap(b) => (
+            Some(Body::Bootstrap(bootstrap_json(b, payload_len()))),
+            None,
+        ),
         Frame::Traffic(t) => (Some(Body::Traffic(traffic_json(t, payload_len()))), None),
         Frame::WakeupBroadcast(b) => (
             Some(Body::WakeupBroadcast(broadcast_json(b, payload_len()))),
@@ -486,7 +492,10 @@ mod tests {
         let err = parse_hex("0a zz").unwrap_err().to_string();
         assert!(err.contains("'z' at character 4"), "{err}");
         assert!(parse_hex("abc").unwrap_err().to_string().contains("odd"));
-        assert!(parse_hex(" 0x ").unwrap_err().to_string().contains("no hex"));
+        assert!(parse_hex(" 0x ")
+            .unwrap_err()
+            .to_string()
+            .contains("no hex"));
     }
 
     #[test]
