@@ -11,6 +11,7 @@
 //! between the operating system and the router.
 
 mod clock;
+mod multicast;
 mod peering;
 mod ping;
 mod shared;
@@ -28,6 +29,7 @@ use conifer_overlay::{Identity, PublicKey};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc};
 
+pub use multicast::{MULTICAST_PORT, MULTICAST_V4, MULTICAST_V6};
 pub use peering::PeeringInfo;
 pub use ping::{PingOutcome, PING_MAGIC, PONG_MAGIC};
 pub use shared::Delivery;

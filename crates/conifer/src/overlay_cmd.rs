@@ -77,7 +77,9 @@ impl NodeArgs {
             println!("listening for WebSocket peerings on ws://{bound}/ (manhole at http://{bound}/manhole)");
         }
         if !self.no_multicast {
-            tracing::warn!("multicast discovery is not available yet; use --peer");
+            if let Err(e) = node.start_multicast().await {
+                tracing::warn!(error = %e, "LAN discovery is off; use --peer to reach other nodes");
+            }
         }
         for peer in &self.peers {
             node.add_static_peer(peer.clone());
