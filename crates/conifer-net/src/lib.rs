@@ -14,6 +14,7 @@ mod clock;
 mod multicast;
 mod peering;
 mod ping;
+pub mod session;
 mod shared;
 mod static_peers;
 mod status;

@@ -1,0 +1,3 @@
+module conifer/interop/x509check
+
+go 1.21
