@@ -366,3 +366,47 @@ fn last_peer_leaving_resets_but_keeps_sequence() {
     let _ = seq_before;
     assert!(net.nodes[low].router.routes().next().is_none());
 }
+
+#[test]
+fn a_peer_that_never_drains_cannot_grow_memory() {
+    use conifer_overlay::router::{Action, PeerType, Router, Time};
+    let now = Time::from_unix_millis(1_800_000_000_000);
+    let mut r = Router::new(Identity::from_seed([1; 32]), quiet(), now);
+    // The slow peer is the root, so all traffic heads its way.
+    let slow_id = (2..60u8)
+        .map(|i| Identity::from_seed([i; 32]))
+        .max_by_key(|i| i.public_key())
+        .unwrap();
+    let slow = slow_id.public_key();
+    assert!(slow > r.public_key());
+    let port = r.peer_connected(now, slow, PeerType::Remote, "x").unwrap();
+    let root = conifer_overlay::wire::Root { key: slow, seq: 1 };
+    let ann = conifer_overlay::wire::SwitchAnnouncement::new(root).with_hop(1, &slow_id, true);
+    r.receive_frame(now, port, &Frame::TreeAnnouncement(ann).encode().unwrap());
+    assert_eq!(r.parent().map(|p| p.1), Some(slow));
+    // Many flows' worth of traffic towards the peer, which never takes any.
+    for i in 0..100_000u32 {
+        let dest = Identity::from_seed([(i % 200) as u8 + 3; 32]).public_key();
+        let _ = r.send(now, dest, vec![0; 1024]);
+        let _ = r.send(now, slow, i.to_be_bytes().to_vec());
+    }
+    while let Some(a) = r.poll_action() {
+        assert!(!matches!(a, Action::Deliver { .. }));
+    }
+    let queued = r.peers()[0].queued;
+    assert!(queued <= 254 * 16 + 1024, "queue bounded, got {queued}");
+    assert!(
+        r.stats().traffic_dropped_queue > 0,
+        "oldest frames were dropped"
+    );
+    // Head drop: what is left is the newest traffic of the slow flow.
+    let mut last = None;
+    while let Some(f) = r.poll_transmit(now, 1) {
+        if let Ok(Frame::Traffic(t)) = Frame::decode(&f) {
+            if t.destination == slow {
+                last = Some(u32::from_be_bytes(t.payload[..4].try_into().unwrap()));
+            }
+        }
+    }
+    assert_eq!(last, Some(99_999));
+}
