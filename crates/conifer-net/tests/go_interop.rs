@@ -314,3 +314,48 @@ async fn short_length_frame_kills_go_but_not_conifer() {
     assert_eq!(peers.len(), 1, "only the attacker's peering was closed");
     assert_eq!(peers[0].key, friend.key);
 }
+
+#[tokio::test]
+#[ignore = "needs the Go reference relay and a network namespace; run by .ci/run"]
+async fn star_around_a_go_hub() {
+    // Three Conifer nodes around one Go hub; every pair talks through it.
+    let seeds = ordered_seeds(4);
+    let hub = GoNode::start(seeds[1], None).await;
+    let mut leaves = Vec::new();
+    for s in [seeds[0], seeds[2], seeds[3]] {
+        let (n, rx) = conifer(s);
+        n.connect_tcp(&hub.tcp, "static").await.unwrap();
+        leaves.push((n, rx));
+    }
+    let root = seeds
+        .iter()
+        .map(|s| Identity::from_seed(*s).public_key())
+        .max()
+        .unwrap();
+    assert!(
+        wait_for(10, || async {
+            leaves.iter().all(|(n, _)| n.status().root.key == root)
+                && hub.root().await == Some(root)
+        })
+        .await
+    );
+    for i in 0..3 {
+        for j in 0..3 {
+            if i == j {
+                continue;
+            }
+            let to = leaves[j].0.public_key();
+            let (left, right) = leaves.split_at_mut(i.max(j));
+            let ((from, frx), (target, trx)) = if i < j {
+                (&mut left[i], &mut right[0])
+            } else {
+                (&mut right[0], &mut left[j])
+            };
+            let got = tokio::select! {
+                o = ping_until(from, frx, to) => o,
+                _ = answer_for(target, trx, Duration::from_secs(60)) => unreachable!(),
+            };
+            assert!(got.is_some(), "leaf {i} -> leaf {j} through the Go hub");
+        }
+    }
+}

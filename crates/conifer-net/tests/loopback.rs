@@ -167,6 +167,18 @@ async fn hostile_peer_loses_only_its_own_peering() {
             Frame::TreeAnnouncement(ann).encode().unwrap()
         },
         {
+            // A well-formed announcement from the attacker with one flipped signature bit.
+            let x = Identity::from_seed([0xa3; 32]);
+            let root = conifer_overlay::wire::Root {
+                key: x.public_key(),
+                seq: 1,
+            };
+            let mut ann =
+                conifer_overlay::wire::SwitchAnnouncement::new(root).with_hop(1, &x, true);
+            ann.hops[0].signature[17] ^= 0x04;
+            Frame::TreeAnnouncement(ann).encode().unwrap()
+        },
+        {
             // Coordinates with an 11-byte varint.
             let mut f = hex("70696e650003000a00190000000b");
             f.extend([0xff; 10]);
@@ -264,4 +276,72 @@ async fn line_of_three_reroutes_when_the_middle_goes() {
 
 fn hex(s: &str) -> Vec<u8> {
     ::hex::decode(s).unwrap()
+}
+
+#[tokio::test]
+async fn any_byte_stream_carries_a_peering() {
+    // An in-process pipe, as a BLE L2CAP channel would be handed to us.
+    let (a, mut arx) = node(12);
+    let (b, brx) = node(13);
+    echo(&b, brx);
+    let (left, right) = tokio::io::duplex(64 * 1024);
+    let (lr, lw) = tokio::io::split(left);
+    let (rr, rw) = tokio::io::split(right);
+    let info = |zone: &str| conifer_net::PeeringInfo {
+        peer_type: conifer_overlay::router::PeerType::Bluetooth,
+        zone: zone.into(),
+        remote: "pipe".into(),
+    };
+    let (ka, kb) = tokio::join!(
+        a.start_stream(lr, lw, info("ble"), Some(b.public_key())),
+        b.start_stream(rr, rw, info("ble"), None),
+    );
+    assert_eq!(ka.unwrap(), b.public_key());
+    assert_eq!(kb.unwrap(), a.public_key());
+    assert!(converged(&[&a, &b]).await);
+    assert!(can_ping(&a, &mut arx, b.public_key()).await);
+    assert_eq!(a.status().peers[0].zone, "ble");
+}
+
+#[tokio::test]
+async fn static_peers_come_back_after_a_restart() {
+    let (a, _arx) = node(14);
+    let port = std::net::TcpListener::bind(LOOPBACK)
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    // Nothing listens yet: the dialer backs off and keeps trying.
+    a.add_static_peer(format!("tcp://{addr}"));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let (b, _brx) = node(15);
+    b.listen_tcp(addr).await.unwrap();
+    assert!(
+        eventually(10, || a.status().peers.len() == 1).await,
+        "connected once b is up"
+    );
+    // b goes away and a new node takes its address: a redials.
+    b.shutdown();
+    assert!(eventually(5, || a.status().peers.is_empty()).await);
+    let (c, _crx) = node(16);
+    // The old listener task stops with b; wait until the port is free again.
+    let mut bound = None;
+    for _ in 0..50 {
+        if let Ok(x) = c.listen_tcp(addr).await {
+            bound = Some(x);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(bound.is_some());
+    assert!(
+        eventually(10, || a
+            .status()
+            .peers
+            .iter()
+            .any(|p| p.key == c.public_key()))
+        .await,
+        "a redialled the static peer"
+    );
 }
