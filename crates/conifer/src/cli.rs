@@ -28,7 +28,7 @@ pub enum Command {
     /// Run a bare overlay relay node (no homeserver), or ping a key through one.
     Overlay(Box<crate::overlay_cmd::OverlayArgs>),
     /// Run a network simulation scenario in virtual time.
-    Sim,
+    Sim(crate::sim_cmd::SimArgs),
     /// Inspect Pinecone wire data (handshakes and frames).
     #[command(subcommand)]
     Wire(WireCommand),
@@ -42,7 +42,7 @@ impl Command {
             Command::Wire(cmd) => cmd.run(),
             Command::Run => not_yet("run", "the P2P node (homeserver over the overlay)"),
             Command::Overlay(args) => args.run(),
-            Command::Sim => not_yet("sim", "the network simulator"),
+            Command::Sim(args) => args.run(),
             Command::Demo => not_yet("demo", "the three-node demo"),
         }
     }

@@ -16,7 +16,11 @@ impl Drop for Relay {
 }
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 #[test]
@@ -41,23 +45,39 @@ fn ping_through_a_relay_and_read_its_manhole() {
     };
 
     let out = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args(["overlay", "ping", &key, "--count", "3", "--no-multicast", "--peer"])
+        .args([
+            "overlay",
+            "ping",
+            &key,
+            "--count",
+            "3",
+            "--no-multicast",
+            "--peer",
+        ])
         .arg(format!("127.0.0.1:{tcp}"))
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "ping failed: {stdout}");
-    assert!(stdout.contains(&format!("pong from {key}: seq=")), "{stdout}");
-    assert!(stdout.contains("via snek"), "the first ping has no coordinates: {stdout}");
+    assert!(
+        stdout.contains(&format!("pong from {key}: seq=")),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("via snek"),
+        "the first ping has no coordinates: {stdout}"
+    );
     assert!(stdout.contains("3 sent, "), "{stdout}");
 
     // The manhole, over plain HTTP on the WebSocket listener.
     let mut s = TcpStream::connect(("127.0.0.1", ws)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(b"GET /manhole HTTP/1.0\r\nHost: x\r\n\r\n").unwrap();
+    s.write_all(b"GET /manhole HTTP/1.0\r\nHost: x\r\n\r\n")
+        .unwrap();
     let mut body = String::new();
     s.read_to_string(&mut body).unwrap();
-    let json: serde_json::Value = serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
+    let json: serde_json::Value =
+        serde_json::from_str(&body[body.find("\r\n\r\n").unwrap() + 4..]).unwrap();
     assert_eq!(json["key"], key);
     for field in ["root", "parent", "coords", "peers", "snek_routes"] {
         assert!(json.get(field).is_some(), "manhole has {field}");
@@ -68,7 +88,14 @@ fn ping_through_a_relay_and_read_its_manhole() {
 #[test]
 fn ping_needs_a_peer_and_a_valid_key() {
     let out = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args(["overlay", "ping", "not-a-key", "--no-multicast", "--peer", "127.0.0.1:1"])
+        .args([
+            "overlay",
+            "ping",
+            "not-a-key",
+            "--no-multicast",
+            "--peer",
+            "127.0.0.1:1",
+        ])
         .output()
         .unwrap();
     assert!(!out.status.success());
