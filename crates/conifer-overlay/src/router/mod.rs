@@ -138,6 +138,9 @@ pub enum Event {
     },
 }
 
+/// Most nodes have a handful of peers: keep their views off the heap.
+type PeerViews<'a> = smallvec::SmallVec<[PeerView<'a>; 8]>;
+
 /// Where a frame goes next.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum NextHop {
@@ -219,7 +222,8 @@ pub struct Router {
     key: PublicKey,
     config: RouterConfig,
     /// Indexed by port; slot 0 (the local router) is always `None`.
-    peers: Vec<Option<Peer>>,
+    /// Boxed so the 254 mostly-empty slots cost a pointer each.
+    peers: Vec<Option<Box<Peer>>>,
     parent: Option<Port>,
     /// Our own root sequence; survives resets.
     sequence: u64,
@@ -238,6 +242,8 @@ pub struct Router {
     seen_broadcasts: HashMap<PublicKey, (u64, Time)>,
     next_broadcast: Option<Time>,
     actions: VecDeque<Action>,
+    /// SHA-256 of announcement prefixes whose signatures we already checked.
+    verified_prefixes: std::collections::HashSet<[u8; 32]>,
     rng: u64,
     stats: RouterStats,
 }
@@ -266,6 +272,7 @@ impl Router {
             next_coords_clean: now + COORDS_CACHE_CLEAN_INTERVAL,
             seen_broadcasts: HashMap::new(),
             actions: VecDeque::new(),
+            verified_prefixes: std::collections::HashSet::new(),
             stats: RouterStats::default(),
         };
         r.start(now);
@@ -312,7 +319,13 @@ impl Router {
             .ok_or(NoFreePorts)?;
         let port = slot as Port;
         let offset = self.next_random();
-        self.peers[slot] = Some(Peer::new(key, peer_type, zone.into(), now, offset));
+        self.peers[slot] = Some(Box::new(Peer::new(
+            key,
+            peer_type,
+            zone.into(),
+            now,
+            offset,
+        )));
         self.send_announcement_to(port);
         self.event(Event::PeerAdded { port, key });
         Ok(port)
@@ -584,18 +597,18 @@ impl Router {
     // ---- internals shared by the submodules ----
 
     fn peer(&self, port: Port) -> Option<&Peer> {
-        self.peers.get(port as usize)?.as_ref()
+        self.peers.get(port as usize)?.as_deref()
     }
 
     fn peer_mut(&mut self, port: Port) -> Option<&mut Peer> {
-        self.peers.get_mut(port as usize)?.as_mut()
+        self.peers.get_mut(port as usize)?.as_deref_mut()
     }
 
     fn started_peers(&self) -> impl Iterator<Item = (Port, &Peer)> {
         self.peers
             .iter()
             .enumerate()
-            .filter_map(|(i, p)| p.as_ref().filter(|p| p.started()).map(|p| (i as Port, p)))
+            .filter_map(|(i, p)| p.as_deref().filter(|p| p.started()).map(|p| (i as Port, p)))
     }
 
     fn started_peers_ref(&self) -> impl Iterator<Item = &Peer> {
@@ -603,7 +616,7 @@ impl Router {
     }
 
     /// Views of every started peer, for the pure next-hop functions.
-    fn peer_views(&self) -> Vec<PeerView<'_>> {
+    fn peer_views(&self) -> PeerViews<'_> {
         self.started_peers()
             .map(|(port, p)| PeerView {
                 port,

@@ -6,7 +6,7 @@
 //! (head drop), which keeps latency bounded for whoever is still sending.
 //! Sub-queues are served round-robin. Memory per peer is therefore bounded.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 
 /// Frames each traffic sub-queue holds before it starts dropping its oldest.
 pub const SUBQUEUE_DEPTH: usize = 16;
@@ -20,7 +20,9 @@ pub const PROTO_QUEUE_CAP: usize = 1024;
 #[derive(Debug)]
 pub(crate) struct FairQueue {
     offset: u64,
-    queues: Vec<VecDeque<Vec<u8>>>,
+    subqueues: usize,
+    /// Only non-empty sub-queues exist: an idle peer costs nothing here.
+    queues: HashMap<usize, VecDeque<Vec<u8>>>,
     /// Indices of non-empty sub-queues, in round-robin service order.
     active: VecDeque<usize>,
     len: usize,
@@ -30,7 +32,8 @@ impl FairQueue {
     pub fn new(subqueues: usize, offset: u64) -> Self {
         FairQueue {
             offset,
-            queues: (0..subqueues).map(|_| VecDeque::new()).collect(),
+            subqueues,
+            queues: HashMap::new(),
             active: VecDeque::new(),
             len: 0,
         }
@@ -38,8 +41,8 @@ impl FairQueue {
 
     /// Queues a frame of flow `flow_hash`; returns true if an older frame was dropped.
     pub fn push(&mut self, flow_hash: u64, frame: Vec<u8>) -> bool {
-        let i = (flow_hash.wrapping_add(self.offset) % self.queues.len() as u64) as usize;
-        let q = &mut self.queues[i];
+        let i = (flow_hash.wrapping_add(self.offset) % self.subqueues as u64) as usize;
+        let q = self.queues.entry(i).or_default();
         let mut dropped = false;
         if q.len() >= SUBQUEUE_DEPTH {
             q.pop_front();
@@ -56,9 +59,11 @@ impl FairQueue {
 
     pub fn pop(&mut self) -> Option<Vec<u8>> {
         let i = self.active.pop_front()?;
-        let q = &mut self.queues[i];
+        let q = self.queues.get_mut(&i)?;
         let frame = q.pop_front();
-        if !q.is_empty() {
+        if q.is_empty() {
+            self.queues.remove(&i);
+        } else {
             self.active.push_back(i);
         }
         self.len -= 1;
@@ -70,9 +75,7 @@ impl FairQueue {
     }
 
     pub fn clear(&mut self) {
-        for q in &mut self.queues {
-            q.clear();
-        }
+        self.queues.clear();
         self.active.clear();
         self.len = 0;
     }

@@ -369,3 +369,48 @@ fn oversized_payload_is_refused() {
     ));
     assert!(r.send(now, key(3), vec![0; 60_000]).is_ok());
 }
+
+#[test]
+fn verified_prefix_cache_still_checks_new_hops() {
+    let now = Time::from_unix_millis(1_000_000);
+    let mut r = Router::new(Identity::from_seed([1; 32]), RouterConfig::default(), now);
+    let x = Identity::from_seed([50; 32]);
+    let p = Identity::from_seed([51; 32]);
+    let port = r
+        .peer_connected(now, p.public_key(), PeerType::Remote, "z")
+        .unwrap();
+    let base = SwitchAnnouncement::new(Root {
+        key: x.public_key(),
+        seq: 1,
+    })
+    .with_hop(4, &x, true);
+    let good = base.with_hop(2, &p, true);
+    r.receive_frame(
+        now,
+        port,
+        &Frame::TreeAnnouncement(good.clone()).encode().unwrap(),
+    );
+    assert!(!std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
+    // Same (cached) prefix, forged last hop: still rejected.
+    let mut forged = good.clone();
+    forged.hops[1].signature[3] ^= 1;
+    r.receive_frame(
+        now,
+        port,
+        &Frame::TreeAnnouncement(forged).encode().unwrap(),
+    );
+    assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
+    // And a forged early hop under a valid-looking last hop is caught too.
+    let port = r
+        .peer_connected(now, p.public_key(), PeerType::Remote, "z")
+        .unwrap();
+    let mut bad_base = base.clone();
+    bad_base.hops[0].signature[0] ^= 1;
+    let tricky = bad_base.with_hop(2, &p, true);
+    r.receive_frame(
+        now,
+        port,
+        &Frame::TreeAnnouncement(tricky).encode().unwrap(),
+    );
+    assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
+}

@@ -8,7 +8,13 @@ use super::{
     Event, NextHop, Router, Time, ANNOUNCEMENT_INTERVAL, ANNOUNCEMENT_TIMEOUT, REPARENT_WAIT,
 };
 use crate::key::PublicKey;
-use crate::wire::{tree_distance, Frame, Port, Root, SwitchAnnouncement};
+use crate::wire::announcement_encode_hop as encode_hop;
+use crate::wire::{
+    announcement_frame, tree_distance, AnnouncementError, Hop, Port, Root, SwitchAnnouncement,
+};
+
+/// Verified announcement prefixes remembered before the cache is reset.
+const VERIFIED_PREFIX_CAP: usize = 4096;
 
 /// What to do with a stored announcement (the reference's decision table).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -198,21 +204,77 @@ impl Router {
     }
 
     fn send_announcement(&mut self, ann: &SwitchAnnouncement, port: Port) {
-        let signed = ann.with_hop(port, &self.identity, self.config.signatures);
-        // A path too deep to fit a frame cannot be extended; the peer will
-        // time out that root rather than us emitting a truncated frame.
-        if let Ok(bytes) = Frame::TreeAnnouncement(signed).encode() {
-            self.stats.announcements_sent += 1;
-            self.enqueue_proto(port, bytes);
-        }
+        self.send_announcement_to_ports(ann, &[port]);
     }
 
     fn send_announcements_to_all(&mut self) {
         let ann = self.root_announcement();
-        let ports: Vec<Port> = self.started_peers().map(|(p, _)| p).collect();
-        for port in ports {
-            self.send_announcement(&ann, port);
+        let ports: smallvec::SmallVec<[Port; 8]> = self.started_peers().map(|(p, _)| p).collect();
+        self.send_announcement_to_ports(&ann, &ports);
+    }
+
+    /// Appends our hop for each port and queues the frames. Our signature
+    /// covers only the bytes before our hop, not the port, so one signature
+    /// serves every peer (Ed25519 is deterministic: Go's per-peer signatures
+    /// are byte-identical).
+    fn send_announcement_to_ports(&mut self, ann: &SwitchAnnouncement, ports: &[Port]) {
+        let mut prefix = Vec::with_capacity(ann.encoded_len());
+        ann.encode_into(&mut prefix);
+        let signature = if self.config.signatures {
+            self.identity.sign(&prefix)
+        } else {
+            [0; 64]
+        };
+        for &port in ports {
+            let hop = Hop {
+                port,
+                key: self.key,
+                signature,
+            };
+            // A path too deep to fit a frame cannot be extended; the peer will
+            // time that root out rather than receive a truncated frame.
+            if let Ok(bytes) = announcement_frame(&prefix, &hop) {
+                self.stats.announcements_sent += 1;
+                self.enqueue_proto(port, bytes);
+            }
         }
+    }
+
+    /// Checks an announcement's hop signatures, skipping the longest prefix
+    /// already verified: most announcements repeat a path we have seen, so
+    /// only the last hop or two need an Ed25519 verification.
+    fn verify_announcement(&mut self, ann: &SwitchAnnouncement) -> Result<(), AnnouncementError> {
+        use sha2::{Digest, Sha256};
+        let mut buf = Vec::with_capacity(ann.encoded_len());
+        buf.extend_from_slice(&ann.root.key.0);
+        crate::wire::varint::put_varint(&mut buf, ann.root.seq);
+        let mut hasher = Sha256::new();
+        hasher.update(&buf);
+        let mut digests: smallvec::SmallVec<[[u8; 32]; 8]> = smallvec::SmallVec::new();
+        let mut starts: smallvec::SmallVec<[usize; 8]> = smallvec::SmallVec::new();
+        for hop in &ann.hops {
+            starts.push(buf.len());
+            let from = buf.len();
+            encode_hop(hop, &mut buf);
+            hasher.update(&buf[from..]);
+            digests.push(hasher.clone().finalize().into());
+        }
+        let known = digests
+            .iter()
+            .rposition(|d| self.verified_prefixes.contains(d))
+            .map_or(0, |i| i + 1);
+        for i in known..ann.hops.len() {
+            let hop = &ann.hops[i];
+            if !hop.key.verify(&buf[..starts[i]], &hop.signature) {
+                return Err(AnnouncementError::BadSignature(i));
+            }
+        }
+        if self.verified_prefixes.len() > VERIFIED_PREFIX_CAP {
+            self.verified_prefixes.clear();
+        }
+        self.verified_prefixes
+            .extend(digests[known..].iter().copied());
+        Ok(())
     }
 
     /// §3.1.3. An `Err` closes the peering.
@@ -222,15 +284,16 @@ impl Router {
         port: Port,
         ann: SwitchAnnouncement,
     ) -> Result<(), String> {
-        let peer = self.peer(port).ok_or("unknown port")?;
-        let peer_key = peer.key;
-        if self.config.signatures {
-            ann.verify_signatures()
-                .map_err(|e| format!("bad tree announcement: {e}"))?;
-        }
+        let peer_key = self.peer(port).ok_or("unknown port")?.key;
+        // Structure first: it is cheap and rejects most garbage before any crypto.
         ann.sanity_check(peer_key)
             .map_err(|e| format!("bad tree announcement: {e}"))?;
+        if self.config.signatures {
+            self.verify_announcement(&ann)
+                .map_err(|e| format!("bad tree announcement: {e}"))?;
+        }
 
+        let peer = self.peer(port).ok_or("unknown port")?;
         let first = match &peer.announcement {
             Some(old) if old.ann.root.key == ann.root.key && ann.root.seq < old.ann.root.seq => {
                 return Err("tree announcement replays an old root sequence".into());

@@ -177,8 +177,53 @@ impl SwitchAnnouncement {
     }
 }
 
-fn encode_hop(hop: &Hop, out: &mut Vec<u8>) {
+/// A whole tree-announcement frame: the already-encoded announcement `prefix`
+/// followed by `hop`. Lets a node sign its hop once and frame it for every
+/// peer (the signature does not cover the port, so it is the same for all).
+pub fn announcement_frame(prefix: &[u8], hop: &Hop) -> Result<Vec<u8>, super::FrameTooLarge> {
+    use super::frame::{HEADER_LEN, MAGIC, MAX_FRAME_LEN};
+    let payload_len = prefix.len() + varint_len(hop.port) + 32 + 64;
+    let len = HEADER_LEN + 2 + payload_len;
+    if len > MAX_FRAME_LEN {
+        return Err(super::FrameTooLarge(len));
+    }
+    let mut out = Vec::with_capacity(len);
+    out.extend_from_slice(&MAGIC);
+    out.extend_from_slice(&[0, super::FrameType::TreeAnnouncement as u8, 0, 0]);
+    out.extend_from_slice(&(len as u16).to_be_bytes());
+    out.extend_from_slice(&(payload_len as u16).to_be_bytes());
+    out.extend_from_slice(prefix);
+    encode_hop(hop, &mut out);
+    Ok(out)
+}
+
+pub(crate) fn encode_hop(hop: &Hop, out: &mut Vec<u8>) {
     put_varint(out, hop.port);
     out.extend_from_slice(&hop.key.0);
     out.extend_from_slice(&hop.signature);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::Frame;
+
+    #[test]
+    fn framing_a_signed_prefix_matches_encoding_the_frame() {
+        let a = Identity::from_seed([3; 32]);
+        let b = Identity::from_seed([4; 32]);
+        let base = SwitchAnnouncement::new(Root {
+            key: a.public_key(),
+            seq: 9,
+        })
+        .with_hop(7, &a, true);
+        let mut prefix = Vec::new();
+        base.encode_into(&mut prefix);
+        let signed = base.with_hop(300, &b, true);
+        let expected = Frame::TreeAnnouncement(signed.clone()).encode().unwrap();
+        assert_eq!(
+            announcement_frame(&prefix, signed.hops.last().unwrap()).unwrap(),
+            expected
+        );
+    }
 }

@@ -13,7 +13,8 @@ mod handshake;
 mod payload;
 pub mod varint;
 
-pub use announcement::{AnnouncementError, Hop, Root, SwitchAnnouncement};
+pub(crate) use announcement::encode_hop as announcement_encode_hop;
+pub use announcement::{announcement_frame, AnnouncementError, Hop, Root, SwitchAnnouncement};
 pub use coords::{tree_distance, Coordinates, Port};
 pub use deframer::Deframer;
 pub use error::DecodeError;
