@@ -19,6 +19,7 @@ mod forward;
 mod peers;
 mod queue;
 mod snek;
+mod snek_index;
 mod time;
 mod tree;
 
@@ -27,6 +28,7 @@ use std::time::Duration;
 
 pub use peers::{PeerStats, PeerType, PeerView, PORT_COUNT};
 pub use snek::{snek_next_hop, RouteView, SnekQuery};
+pub use snek_index::{snek_next_hop_indexed, SnekIndex};
 pub use time::Time;
 pub use tree::{
     announcement_action, is_better_parent_candidate, tree_next_hop, AnnouncementAction,
@@ -242,6 +244,9 @@ pub struct Router {
     seen_broadcasts: HashMap<PublicKey, (u64, Time)>,
     next_broadcast: Option<Time>,
     actions: VecDeque<Action>,
+    /// SNEK candidates sorted by key; `None` after any change to peers,
+    /// announcements or the parent, rebuilt on the next SNEK decision.
+    snek_index: Option<SnekIndex>,
     /// SHA-256 of announcement prefixes whose signatures we already checked.
     verified_prefixes: std::collections::HashSet<[u8; 32]>,
     rng: u64,
@@ -273,6 +278,7 @@ impl Router {
             seen_broadcasts: HashMap::new(),
             actions: VecDeque::new(),
             verified_prefixes: std::collections::HashSet::new(),
+            snek_index: None,
             stats: RouterStats::default(),
         };
         r.start(now);
@@ -319,6 +325,7 @@ impl Router {
             .ok_or(NoFreePorts)?;
         let port = slot as Port;
         let offset = self.next_random();
+        self.snek_index = None;
         self.peers[slot] = Some(Box::new(Peer::new(
             key,
             peer_type,
@@ -339,6 +346,7 @@ impl Router {
             return;
         };
         let key = peer.key;
+        self.snek_index = None;
         if !peer.closing {
             self.port_disconnected(now, port);
         }
@@ -355,6 +363,7 @@ impl Router {
         if let Some(p) = self.peer_mut(port) {
             p.announcement = None;
         }
+        self.snek_index = None;
         self.routes
             .retain(|_, r| r.source != port && r.destination != Some(NextHop::Peer(port)));
         if self.descending.as_ref().is_some_and(|d| d.source == port) {
@@ -377,6 +386,8 @@ impl Router {
             return;
         }
         peer.closing = true;
+        self.snek_index = None;
+        let peer = self.peer_mut(port).expect("just seen");
         peer.proto.clear();
         peer.traffic.clear();
         self.stats.peers_closed += 1;

@@ -2,6 +2,7 @@
 //! periodic bootstraps (reference §3.2–§3.4).
 
 use super::peers::PeerView;
+use super::snek_index::{snek_next_hop_indexed, SnekIndex};
 use super::{Descending, NextHop, Route, Router, Time, SNEK_BOOTSTRAP_INTERVAL, SNEK_EXPIRY};
 use crate::key::PublicKey;
 use crate::wire::{Bootstrap, Frame, Port, SignedPayload, Watermark};
@@ -152,24 +153,23 @@ pub fn snek_next_hop(
 }
 
 impl Router {
-    /// SNEK next hop for `dest` from the router's current state.
+    /// SNEK next hop for `dest` from the router's current state, through the
+    /// lazily rebuilt [`SnekIndex`].
     pub(super) fn snek_next_hop_for(
-        &self,
+        &mut self,
         now: Time,
         dest: PublicKey,
         bootstrap: bool,
         watermark: Watermark,
     ) -> (Option<NextHop>, Watermark) {
-        let peers = self.peer_views();
-        let q = SnekQuery {
-            our_key: self.key,
-            destination: dest,
-            bootstrap,
-            watermark,
-            parent: self.parent,
-            root_key: self.current_root().key,
-            peers: &peers,
-        };
+        if self.snek_index.is_none() {
+            let index = {
+                let peers = self.peer_views();
+                SnekIndex::build(self.key, self.current_root().key, self.parent, &peers)
+            };
+            self.snek_index = Some(index);
+        }
+        let index = self.snek_index.as_ref().expect("built above");
         let routes = self.routes.range(dest..).filter_map(|(key, r)| {
             let live = now.since(r.last_seen) < SNEK_EXPIRY
                 && self.peer(r.source).is_some_and(|p| p.started());
@@ -179,7 +179,7 @@ impl Router {
                 source: r.source,
             })
         });
-        snek_next_hop(&q, routes)
+        snek_next_hop_indexed(index, dest, bootstrap, watermark, routes)
     }
 
     /// "Bootstrap soon": at the next maintenance tick.

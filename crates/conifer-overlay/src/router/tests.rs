@@ -414,3 +414,83 @@ fn verified_prefix_cache_still_checks_new_hops() {
     );
     assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
 }
+
+mod indexed_snek_matches_reference {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[derive(Debug, Clone)]
+    struct PeerSpec {
+        key: u8,
+        peer_type: u8,
+        order: u64,
+        ann: Option<(u8, u64, Vec<u8>)>,
+    }
+
+    fn peer_spec() -> impl Strategy<Value = PeerSpec> {
+        (
+            1..12u8,
+            0..3u8,
+            0..20u64,
+            proptest::option::weighted(0.8, (1..12u8, 0..3u64, proptest::collection::vec(1..12u8, 1..5))),
+        )
+            .prop_map(|(key, peer_type, order, ann)| PeerSpec { key, peer_type, order, ann })
+    }
+
+    fn peer_type(t: u8) -> PeerType {
+        [PeerType::Multicast, PeerType::Remote, PeerType::Bluetooth][t as usize]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn same_answers(
+            our in 1..12u8,
+            dest in 1..12u8,
+            root in 1..12u8,
+            bootstrap in any::<bool>(),
+            wm in proptest::option::of((1..12u8, 0..5u64)),
+            peers in proptest::collection::vec(peer_spec(), 0..7),
+            parent in proptest::option::of(1..9u64),
+            routes in proptest::collection::btree_map(1..12u8, (0..5u64, 1..9u64), 0..6),
+        ) {
+            let anns: Vec<Option<SwitchAnnouncement>> = peers
+                .iter()
+                .map(|p| p.ann.as_ref().map(|(r, seq, path)| {
+                    let hops: Vec<(u8, Port)> = path.iter().map(|&k| (k, 1)).collect();
+                    ann(*r, *seq, &hops)
+                }))
+                .collect();
+            let views: Vec<PeerView<'_>> = peers
+                .iter()
+                .enumerate()
+                .map(|(i, p)| PeerView {
+                    port: i as Port + 1,
+                    key: key(p.key),
+                    peer_type: peer_type(p.peer_type),
+                    announcement: anns[i].as_ref(),
+                    receive_order: p.order,
+                })
+                .collect();
+            let watermark = wm.map_or(Watermark::NONE, |(k, s)| Watermark { key: key(k), seq: s });
+            let route_views: Vec<RouteView> = routes
+                .iter()
+                .map(|(&k, &(seq, source))| RouteView { key: key(k), seq, source })
+                .collect();
+            let q = SnekQuery {
+                our_key: key(our),
+                destination: key(dest),
+                bootstrap,
+                watermark,
+                parent,
+                root_key: key(root),
+                peers: &views,
+            };
+            let reference = snek_next_hop(&q, route_views.iter().copied());
+            let idx = SnekIndex::build(key(our), key(root), parent, &views);
+            let fast = snek_next_hop_indexed(&idx, key(dest), bootstrap, watermark, route_views.iter().copied());
+            prop_assert_eq!(fast, reference);
+        }
+    }
+}

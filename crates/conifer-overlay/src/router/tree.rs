@@ -165,6 +165,7 @@ impl Router {
         let old_root = self.current_root().key;
         let changed = self.parent != parent;
         self.parent = parent;
+        self.snek_index = None;
         if changed {
             let key = parent.and_then(|p| self.peer(p)).map(|p| p.key);
             self.event(Event::ParentChanged { parent: key });
@@ -321,6 +322,7 @@ impl Router {
             receive_order: self.ordering,
         };
         self.peer_mut(port).expect("checked").announcement = Some(stored);
+        self.snek_index = None;
 
         if self.reparent_at.is_none() {
             let from_parent = self.parent == Some(port);

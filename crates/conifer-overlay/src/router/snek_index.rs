@@ -1,0 +1,186 @@
+//! A precomputed index that answers SNEK next-hop queries in O(log n).
+//!
+//! [`super::snek_next_hop`] is the reference: it walks every peer's ancestry
+//! for every frame, which costs hundreds of key comparisons on a well-connected
+//! node. The candidates it considers only change when an announcement, a peer
+//! or the parent changes, so the router keeps them sorted by key here and
+//! rebuilds the index lazily after such a change. [`snek_next_hop_indexed`]
+//! returns exactly what the reference returns (checked by a property test).
+//!
+//! Why a sorted index is enough: a "checked" candidate replaces the best one
+//! only if it is an exact hit, or strictly between the target and the best so
+//! far. So among all ancestor keys the winner is the first exact hit, or else
+//! the lowest key above the target; ties on one key go to the first link in
+//! the reference's scan order (the parent, then ports in ascending order).
+
+use std::collections::BTreeMap;
+use std::ops::Bound::Excluded;
+
+use smallvec::SmallVec;
+
+use super::peers::PeerView;
+use super::snek::RouteView;
+use super::{NextHop, PeerType};
+use crate::key::PublicKey;
+use crate::wire::{Port, Root, Watermark};
+
+#[derive(Clone, Copy, Debug)]
+struct LinkInfo {
+    peer_type: PeerType,
+    receive_order: u64,
+    root: Option<Root>,
+}
+
+#[derive(Debug, Default)]
+pub struct SnekIndex {
+    our_key: PublicKey,
+    root_key: PublicKey,
+    /// Our parent, if it is a started peer.
+    parent: Option<Port>,
+    /// Every signer key in every started peer's announcement → the first link
+    /// in scan order that announces it.
+    ancestors: BTreeMap<PublicKey, Port>,
+    /// Started peers with an announcement, by their own key, ports ascending.
+    direct: BTreeMap<PublicKey, SmallVec<[Port; 2]>>,
+    /// Per-port facts for link refinement, indexed by port.
+    links: Vec<Option<LinkInfo>>,
+}
+
+impl SnekIndex {
+    /// `peers` must be in ascending port order (as the router lists them).
+    pub fn build(
+        our_key: PublicKey,
+        root_key: PublicKey,
+        parent: Option<Port>,
+        peers: &[PeerView<'_>],
+    ) -> Self {
+        let mut idx = SnekIndex {
+            our_key,
+            root_key,
+            parent: parent.filter(|p| peers.iter().any(|v| v.port == *p)),
+            ..SnekIndex::default()
+        };
+        let scan = idx
+            .parent
+            .and_then(|p| peers.iter().find(|v| v.port == p))
+            .into_iter()
+            .chain(peers.iter());
+        for v in scan {
+            for hop in v.announcement.iter().flat_map(|a| &a.hops) {
+                idx.ancestors.entry(hop.key).or_insert(v.port);
+            }
+        }
+        let max_port = peers.iter().map(|v| v.port as usize).max().unwrap_or(0);
+        idx.links = vec![None; max_port + 1];
+        for v in peers {
+            idx.links[v.port as usize] = Some(LinkInfo {
+                peer_type: v.peer_type,
+                receive_order: v.receive_order,
+                root: v.announcement.map(|a| a.root),
+            });
+            if v.announcement.is_some() {
+                idx.direct.entry(v.key).or_default().push(v.port);
+            }
+        }
+        idx
+    }
+
+    fn link(&self, port: Port) -> Option<&LinkInfo> {
+        self.links.get(port as usize)?.as_ref()
+    }
+}
+
+/// Same contract as [`super::snek_next_hop`]; `routes` in ascending key order.
+pub fn snek_next_hop_indexed(
+    idx: &SnekIndex,
+    destination: PublicKey,
+    bootstrap: bool,
+    watermark: Watermark,
+    routes: impl IntoIterator<Item = RouteView>,
+) -> (Option<NextHop>, Watermark) {
+    let dest = destination;
+    if !bootstrap && dest == idx.our_key {
+        return (Some(NextHop::Local), watermark);
+    }
+    let mut best_key = idx.our_key;
+    let mut best_seq = 0u64;
+    let mut best_port: Option<Port> = None;
+
+    // Step 2, the root via the parent.
+    if let Some(parent) = idx.parent {
+        if (bootstrap && best_key == dest) || (best_key < dest && dest < idx.root_key) {
+            best_key = idx.root_key;
+            best_port = Some(parent);
+        }
+    }
+    // Steps 2–3, every ancestry at once.
+    let exact = (!bootstrap && best_key != dest)
+        .then(|| idx.ancestors.get(&dest))
+        .flatten();
+    if let Some(&port) = exact {
+        best_key = dest;
+        best_port = Some(port);
+    } else if dest < best_key {
+        if let Some((&k, &port)) = idx
+            .ancestors
+            .range((Excluded(dest), Excluded(best_key)))
+            .next()
+        {
+            best_key = k;
+            best_port = Some(port);
+        }
+    }
+    // Step 4, a direct link to the best key (the last one in port order).
+    if let Some(&port) = idx.direct.get(&best_key).and_then(|ports| ports.last()) {
+        best_seq = 0;
+        best_port = Some(port);
+    }
+    // Step 5, soft routes.
+    for r in routes {
+        if r.key < dest {
+            continue;
+        }
+        if r.key > dest && r.key >= best_key {
+            break;
+        }
+        let wm = Watermark {
+            key: r.key,
+            seq: r.seq,
+        };
+        let checked = (!bootstrap && r.key == dest && best_key != dest) || (dest < r.key && r.key < best_key);
+        if !wm.worse_than(&watermark) && checked {
+            best_key = r.key;
+            best_seq = r.seq;
+            best_port = Some(r.source);
+        }
+    }
+    // Step 6, link refinement among links to the best key.
+    if let Some(mut cur) = best_port.filter(|p| idx.link(*p).is_some_and(|l| l.root.is_some())) {
+        if let Some(ports) = idx.direct.get(&best_key) {
+            for &p in ports {
+                let (Some(l), Some(b)) = (idx.link(p), idx.link(cur)) else {
+                    continue;
+                };
+                if l.peer_type < b.peer_type
+                    || (l.peer_type == b.peer_type
+                        && l.root == b.root
+                        && l.receive_order < b.receive_order)
+                {
+                    cur = p;
+                    best_port = Some(p);
+                }
+            }
+        }
+    }
+    let hop = match best_port {
+        Some(p) => Some(NextHop::Peer(p)),
+        None => (!bootstrap).then_some(NextHop::Local),
+    };
+    (
+        hop,
+        Watermark {
+            key: best_key,
+            seq: best_seq,
+        },
+    )
+}
