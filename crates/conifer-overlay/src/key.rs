@@ -36,12 +36,37 @@ impl PublicKey {
     /// Checks an Ed25519 signature by this key. A key that is not a valid curve
     /// point simply fails verification.
     pub fn verify(&self, message: &[u8], signature: &Signature) -> bool {
-        let Ok(key) = VerifyingKey::from_bytes(&self.0) else {
+        let Some(key) = decompressed(self) else {
             return false;
         };
         let sig = ed25519_dalek::Signature::from_bytes(signature);
         key.verify(message, &sig).is_ok()
     }
+}
+
+/// Decompressing a key (a square root in the field) is about a fifth of an
+/// Ed25519 verification, and a router verifies the same few keys over and
+/// over (its neighbours, their ancestors, bootstrappers nearby). Keep the most
+/// recent ones per thread; a pure memo, so results never change.
+fn decompressed(key: &PublicKey) -> Option<VerifyingKey> {
+    use std::cell::RefCell;
+    use std::collections::HashMap;
+    const CAP: usize = 4096;
+    thread_local! {
+        static CACHE: RefCell<HashMap<[u8; 32], VerifyingKey>> = RefCell::new(HashMap::new());
+    }
+    CACHE.with(|c| {
+        if let Some(k) = c.borrow().get(&key.0) {
+            return Some(*k);
+        }
+        let k = VerifyingKey::from_bytes(&key.0).ok()?;
+        let mut c = c.borrow_mut();
+        if c.len() >= CAP {
+            c.clear();
+        }
+        c.insert(key.0, k);
+        Some(k)
+    })
 }
 
 impl fmt::Display for PublicKey {

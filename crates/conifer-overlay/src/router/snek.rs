@@ -248,12 +248,14 @@ impl Router {
     /// §3.2 "Receiving a bootstrap", then forwarding (§3.5).
     pub(super) fn handle_bootstrap(&mut self, now: Time, from: Port, mut b: Bootstrap) {
         let root = self.current_root();
-        let valid = (!self.config.signatures || b.payload.verify(&b.destination))
-            && b.payload.root == root
+        // Cheap checks before the signature: wrong root or a stale sequence
+        // means the bootstrap is dropped whatever its signature.
+        let valid = b.payload.root == root
             && !self
                 .routes
                 .get(&b.destination)
-                .is_some_and(|e| e.root == b.payload.root && b.payload.sequence <= e.watermark.seq);
+                .is_some_and(|e| e.root == b.payload.root && b.payload.sequence <= e.watermark.seq)
+            && (!self.config.signatures || b.payload.verify(&b.destination));
         if !valid {
             self.stats.bootstraps_dropped += 1;
             return;

@@ -147,7 +147,8 @@ pub fn snek_next_hop_indexed(
             key: r.key,
             seq: r.seq,
         };
-        let checked = (!bootstrap && r.key == dest && best_key != dest) || (dest < r.key && r.key < best_key);
+        let checked =
+            (!bootstrap && r.key == dest && best_key != dest) || (dest < r.key && r.key < best_key);
         if !wm.worse_than(&watermark) && checked {
             best_key = r.key;
             best_seq = r.seq;

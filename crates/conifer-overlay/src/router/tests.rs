@@ -432,9 +432,17 @@ mod indexed_snek_matches_reference {
             1..12u8,
             0..3u8,
             0..20u64,
-            proptest::option::weighted(0.8, (1..12u8, 0..3u64, proptest::collection::vec(1..12u8, 1..5))),
+            proptest::option::weighted(
+                0.8,
+                (1..12u8, 0..3u64, proptest::collection::vec(1..12u8, 1..5)),
+            ),
         )
-            .prop_map(|(key, peer_type, order, ann)| PeerSpec { key, peer_type, order, ann })
+            .prop_map(|(key, peer_type, order, ann)| PeerSpec {
+                key,
+                peer_type,
+                order,
+                ann,
+            })
     }
 
     fn peer_type(t: u8) -> PeerType {
@@ -493,4 +501,25 @@ mod indexed_snek_matches_reference {
             prop_assert_eq!(fast, reference);
         }
     }
+}
+
+#[test]
+fn forged_broadcast_closes_the_relaying_peer() {
+    use crate::wire::{SignedPayload, WakeupBroadcast};
+    let now = Time::from_unix_millis(1_000_000);
+    let mut r = Router::new(Identity::from_seed([1; 32]), RouterConfig::default(), now);
+    let p = Identity::from_seed([60; 32]);
+    let port = r
+        .peer_connected(now, p.public_key(), PeerType::Remote, "z")
+        .unwrap();
+    let source = Identity::from_seed([61; 32]);
+    let mut payload = SignedPayload::new(now.as_unix_millis(), r.root(), &source, true);
+    payload.signature[9] ^= 1;
+    let frame = Frame::WakeupBroadcast(WakeupBroadcast {
+        hop_limit: 5,
+        source: source.public_key(),
+        payload,
+    });
+    r.receive_frame(now, port, &frame.encode().unwrap());
+    assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
 }
