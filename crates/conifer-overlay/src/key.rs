@@ -14,8 +14,31 @@ pub const SIGNATURE_LEN: usize = 64;
 pub type Signature = [u8; SIGNATURE_LEN];
 
 /// A node's raw 32-byte Ed25519 public key; `Ord` is unsigned big-endian.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct PublicKey(pub [u8; 32]);
+
+impl Ord for PublicKey {
+    /// Lexicographic byte order, compared as four big-endian u64 words: the
+    /// same order as `memcmp`, without a library call on every comparison
+    /// (keys are compared constantly in route tables and SNEK decisions).
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        for i in 0..4 {
+            let a = u64::from_be_bytes(self.0[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            let b = u64::from_be_bytes(other.0[i * 8..i * 8 + 8].try_into().expect("8 bytes"));
+            match a.cmp(&b) {
+                std::cmp::Ordering::Equal => continue,
+                o => return o,
+            }
+        }
+        std::cmp::Ordering::Equal
+    }
+}
+
+impl PartialOrd for PublicKey {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
 
 impl PublicKey {
     /// The all-`FF` key: no real key is higher, so it is the "nothing yet" watermark.
@@ -170,6 +193,29 @@ mod tests {
         hi[0] = 0x01;
         assert!(PublicKey(hi) > PublicKey(lo));
         assert!(PublicKey::MAX > PublicKey(hi));
+    }
+
+    #[test]
+    fn word_order_equals_byte_order() {
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..20_000 {
+            let mut a = [0u8; 32];
+            let mut b = [0u8; 32];
+            for i in 0..32 {
+                a[i] = (next() % 4) as u8;
+                b[i] = (next() % 4) as u8;
+            }
+            // Share a random-length prefix so later words decide too.
+            let common = (next() % 33) as usize;
+            b[..common].copy_from_slice(&a[..common]);
+            assert_eq!(PublicKey(a).cmp(&PublicKey(b)), a.cmp(&b));
+        }
     }
 
     #[test]
