@@ -53,6 +53,8 @@ struct Inner {
     endpoint: Endpoint,
     book: Arc<AddrBook>,
     identity_creds: tls::Credentials,
+    /// One crypto provider for every dial, rather than a fresh one each time.
+    provider: Arc<rustls::crypto::CryptoProvider>,
     conns: Mutex<HashMap<(Vec<u8>, PublicKey), Connection>>,
     listeners: Mutex<HashMap<Vec<u8>, mpsc::Sender<IncomingStream>>>,
 }
@@ -111,6 +113,7 @@ impl Sessions {
                 endpoint,
                 book,
                 identity_creds: creds,
+                provider: provider.clone(),
                 conns: Mutex::default(),
                 listeners: Mutex::default(),
             }),
@@ -168,7 +171,7 @@ impl Sessions {
     }
 
     async fn connect(&self, key: PublicKey, alpn: &[u8]) -> Result<Connection, SessionError> {
-        let provider = tls::provider();
+        let provider = self.inner.provider.clone();
         let creds = &self.inner.identity_creds;
         let mut client_tls = rustls::ClientConfig::builder_with_provider(provider.clone())
             .with_protocol_versions(&[&rustls::version::TLS13])
