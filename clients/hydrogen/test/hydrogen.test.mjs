@@ -1,18 +1,27 @@
 // Drives the real Hydrogen web client (built into dist/) in headless Chromium against a
-// homeserver:
+// homeserver.
+//
+// Test 1, plain room:
 //   1. two users are registered over the Client-Server API (m.login.dummy) with plain fetch;
 //   2. the helper user creates a room, invites the Hydrogen user, who joins (both over HTTP),
 //      and posts a first message;
 //   3. Hydrogen logs in through its login form, shows the room in its room list, opens it and
 //      shows the first message;
 //   4. a message typed into Hydrogen's composer is sent and reaches the server (checked over
-//      HTTP by the helper user);
+//      HTTP by the helper user), and Hydrogen's tile gets the server's event ID;
 //   5. the helper user's reply appears in Hydrogen's timeline;
 //   6. a screenshot is saved to target/clients/hydrogen.png.
 //
+// Test 2, encrypted room, two Hydrogen sessions (separate browser contexts): each logs in
+// (device keys and one-time keys upload), one sends in an m.room.encryption room (key query,
+// one-time key claim, room key over to-device), the other decrypts and shows the plaintext, and
+// the reply goes back the same way. The server only ever holds m.room.encrypted events.
+// Screenshot: target/clients/hydrogen-e2ee.png.
+//
 // Environment: CONIFER_HS_URL (required), HYDROGEN_APP_URL (default: serve dist/ on a free
-// loopback port), CHROMIUM_PATH (default /usr/bin/chromium), HYDROGEN_HEADFUL=1 to watch.
-import test from "node:test";
+// loopback port), CHROMIUM_PATH (default /usr/bin/chromium), HYDROGEN_HEADFUL=1 to watch,
+// HYDROGEN_STEP_TIMEOUT_MS (default 60000).
+import test, { after, before } from "node:test";
 import assert from "node:assert/strict";
 import { mkdir, writeFile } from "node:fs/promises";
 import { fileURLToPath } from "node:url";
@@ -43,38 +52,28 @@ function step(name) {
     console.log(`# step: ${name}`);
 }
 
-test("Hydrogen logs in, opens a prepared room, sends and receives messages", { timeout: 300000 }, async () => {
+function newTag() {
+    return `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+}
+
+// Shared across tests: the static server, the browser, and what every page asked the server.
+let server = null;
+let appUrl = null;
+let browser = null;
+const requests = [];
+const blocked = [];
+const mx = new Matrix(HS || "http://127.0.0.1:1");
+
+before(async () => {
     assert.ok(HS, "set CONIFER_HS_URL, e.g. http://127.0.0.1:8008");
     assert.ok(isLoopback(HS), `CONIFER_HS_URL must be a loopback address: ${HS}`);
     await mkdir(outDir, { recursive: true });
-
-    const mx = new Matrix(HS);
-    const tag = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
-
-    step("register users over the Client-Server API");
-    const hydro = await mx.register(`hydro_${tag}`, PASSWORD);
-    const helper = await mx.register(`helper_${tag}`, PASSWORD);
-    const hydroLocalpart = `hydro_${tag}`;
-
-    step("helper creates a room, invites the Hydrogen user, who joins");
-    const roomName = `Hydrogen test ${tag}`;
-    const { room_id: roomId } = await mx.createRoom(helper.access_token, {
-        name: roomName,
-        preset: "private_chat",
-        invite: [hydro.user_id],
-    });
-    await mx.join(hydro.access_token, roomId);
-    const welcome = `welcome to the room ${tag}`;
-    await mx.sendText(helper.access_token, roomId, welcome);
-
-    let server = null;
-    let appUrl = process.env.HYDROGEN_APP_URL;
+    appUrl = process.env.HYDROGEN_APP_URL;
     if (!appUrl) {
         ({ server, url: appUrl } = await serveStatic(join(here, "../dist")));
     }
     assert.ok(isLoopback(appUrl), `app URL must be loopback: ${appUrl}`);
-
-    const browser = await chromium.launch({
+    browser = await chromium.launch({
         executablePath: CHROMIUM,
         headless: process.env.HYDROGEN_HEADFUL !== "1",
         args: [
@@ -88,77 +87,150 @@ test("Hydrogen logs in, opens a prepared room, sends and receives messages", { t
             "--disable-domain-reliability",
             "--no-pings",
             // Nothing may leave loopback: every non-loopback request goes to a proxy address
-            // where nothing listens (loopback itself bypasses proxies), and no host name or address other
-            // than localhost and 127.0.0.1 resolves. Request interception (page.route) is deliberately not
-            // used: with it, Playwright answers CORS preflights itself and a server without
-            // CORS support would pass.
+            // where nothing listens (loopback itself bypasses proxies), and no host name or
+            // address other than localhost and 127.0.0.1 resolves. Request interception
+            // (page.route) is deliberately not used: with it, Playwright answers CORS
+            // preflights itself, and a server without CORS support would pass.
             "--proxy-server=http://127.0.0.1:9",
             "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1",
         ],
     });
-    const requests = [];
-    const blocked = [];
-    const consoleErrors = [];
+});
+
+after(async () => {
+    const unique = [...new Set(requests)].sort();
+    await writeFile(join(outDir, "hydrogen-requests.txt"), unique.join("\n") + "\n").catch(() => {});
+    console.log(`# ${unique.length} distinct homeserver requests from Hydrogen, listed in ${join(outDir, "hydrogen-requests.txt")}`);
+    if (blocked.length) console.log(`# non-loopback requests (blocked): ${blocked.join(", ")}`);
+    if (browser) await browser.close();
+    if (server) server.close();
+});
+
+function normalise(path) {
+    return path
+        .replace(/\/(![^/]+|%21[^/]+)/g, "/{roomId}")
+        .replace(/\/(@[^/]+|%40[^/]+)/g, "/{userId}")
+        .replace(/\/(\$[^/]+|%24[^/]+)/g, "/{eventId}")
+        .replace(/\/(send|sendToDevice)\/([^/]+)\/[^/]+$/, "/$1/$2/{txnId}");
+}
+
+/** A fresh browser context (own IndexedDB/localStorage) with one page on the app. */
+async function openApp(label) {
+    const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
+    const page = await context.newPage();
+    page.setDefaultTimeout(STEP_TIMEOUT);
+    page.consoleErrors = [];
+    page.label = label;
+    page.on("request", (req) => {
+        const url = req.url();
+        if (!url.startsWith("data:") && !url.startsWith("blob:") && !isLoopback(url)) {
+            blocked.push(url);
+        }
+        if (url.startsWith(HS)) {
+            requests.push(`${req.method()} ${normalise(url.slice(HS.length).split("?")[0])}`);
+        }
+    });
+    page.on("console", (msg) => {
+        if (msg.type() === "error") page.consoleErrors.push(msg.text());
+    });
+    page.on("pageerror", (err) => page.consoleErrors.push(`pageerror: ${err.message}`));
+    step(`[${label}] open the app at ${appUrl}`);
+    await page.goto(appUrl);
+    return page;
+}
+
+async function login(page, localpart) {
+    step(`[${page.label}] log in as ${localpart} through Hydrogen's login form`);
+    const hsField = page.locator("#homeserver");
+    await hsField.waitFor();
+    await hsField.fill(HS);
+    await hsField.blur();
+    await page.locator("#username").waitFor();
+    await page.locator("#username").fill(localpart);
+    await page.locator("#password").fill(PASSWORD);
+    await page.getByRole("button", { name: "Log In" }).click();
+    await page.getByText("Choose a room on the left side").waitFor();
+}
+
+async function openRoom(page, roomName) {
+    step(`[${page.label}] open "${roomName}" from the room list`);
+    const tile = page.locator(".RoomList li", { hasText: roomName });
+    await tile.waitFor();
+    await tile.locator("a").click();
+    await page.locator(".MessageComposer textarea").waitFor();
+}
+
+async function compose(page, text) {
+    step(`[${page.label}] send "${text}" from the composer`);
+    const composer = page.locator(".MessageComposer textarea");
+    await composer.click();
+    await composer.fill(text);
+    await composer.press("Enter");
+}
+
+function messageBody(page, text) {
+    return page.locator(".Timeline_messageBody", { hasText: text }).first();
+}
+
+async function waitForServerMessage(token, roomId, predicate, what) {
+    const deadline = Date.now() + STEP_TIMEOUT;
+    while (Date.now() < deadline) {
+        const msgs = await mx.messages(token, roomId);
+        const found = msgs.find(predicate);
+        if (found) return found;
+        await new Promise((r) => setTimeout(r, 500));
+    }
+    throw new Error(`timed out waiting on the server for ${what}`);
+}
+
+async function onFailure(pages, name, err) {
+    for (const page of pages) {
+        if (!page) continue;
+        const file = join(outDir, `${name}-failure-${page.label}.png`);
+        await page.screenshot({ path: file }).catch(() => {});
+        console.log(`# failure screenshot: ${file}`);
+        if (page.consoleErrors.length) {
+            console.log(`# [${page.label}] browser console errors:\n${page.consoleErrors.join("\n")}`);
+        }
+    }
+    throw err;
+}
+
+test("Hydrogen logs in, opens a prepared room, sends and receives messages", { timeout: 300000 }, async () => {
+    const tag = newTag();
+    step("register users over the Client-Server API");
+    const hydroLocalpart = `hydro_${tag}`;
+    const hydro = await mx.register(hydroLocalpart, PASSWORD);
+    const helper = await mx.register(`helper_${tag}`, PASSWORD);
+
+    step("helper creates a room, invites the Hydrogen user, who joins");
+    const roomName = `Hydrogen test ${tag}`;
+    const { room_id: roomId } = await mx.createRoom(helper.access_token, {
+        name: roomName,
+        preset: "private_chat",
+        invite: [hydro.user_id],
+    });
+    await mx.join(hydro.access_token, roomId);
+    const welcome = `welcome to the room ${tag}`;
+    await mx.sendText(helper.access_token, roomId, welcome);
+
     let page;
     try {
-        const context = await browser.newContext({ viewport: { width: 1280, height: 800 } });
-        page = await context.newPage();
-        page.setDefaultTimeout(STEP_TIMEOUT);
-        page.on("request", (req) => {
-            const url = req.url();
-            if (!url.startsWith("data:") && !url.startsWith("blob:") && !isLoopback(url)) {
-                blocked.push(url);
-            }
-            if (url.startsWith(HS)) {
-                requests.push(`${req.method()} ${req.url().slice(HS.length).split("?")[0]}`);
-            }
-        });
-        page.on("console", (msg) => {
-            if (msg.type() === "error") consoleErrors.push(msg.text());
-        });
-        page.on("pageerror", (err) => consoleErrors.push(`pageerror: ${err.message}`));
+        page = await openApp("hydrogen");
+        await login(page, hydroLocalpart);
+        await openRoom(page, roomName);
 
-        step(`open the app at ${appUrl}`);
-        await page.goto(appUrl);
+        step("the helper's first message is in the timeline");
+        await messageBody(page, welcome).waitFor();
 
-        step("log in through Hydrogen's login form");
-        const hsField = page.locator("#homeserver");
-        await hsField.waitFor();
-        await hsField.fill(HS);
-        await hsField.blur();
-        await page.locator("#username").waitFor();
-        await page.locator("#username").fill(hydroLocalpart);
-        await page.locator("#password").fill(PASSWORD);
-        await page.getByRole("button", { name: "Log In" }).click();
-
-        step("the logged-in session shows the prepared room in the room list");
-        const roomTile = page.locator(".RoomList li", { hasText: roomName });
-        await roomTile.waitFor();
-        await page.getByText("Choose a room on the left side").waitFor();
-
-        step("open the room; the helper's first message is in the timeline");
-        await roomTile.locator("a").click();
-        const timeline = page.locator(".Timeline_messageBody");
-        await timeline.filter({ hasText: welcome }).first().waitFor();
-
-        step("send a message from Hydrogen's composer");
         const mine = `hello from hydrogen ${tag}`;
-        const composer = page.locator(".MessageComposer textarea");
-        await composer.waitFor();
-        await composer.click();
-        await composer.fill(mine);
-        await composer.press("Enter");
-        await timeline.filter({ hasText: mine }).first().waitFor();
+        await compose(page, mine);
+        await messageBody(page, mine).waitFor();
 
         step("the server has the message, sent by the Hydrogen user");
-        let found = null;
-        const deadline = Date.now() + STEP_TIMEOUT;
-        while (!found && Date.now() < deadline) {
-            const msgs = await mx.messages(helper.access_token, roomId);
-            found = msgs.find((e) => e.content && e.content.body === mine);
-            if (!found) await new Promise((r) => setTimeout(r, 500));
-        }
-        assert.ok(found, "Hydrogen's message never reached the server");
+        const found = await waitForServerMessage(
+            helper.access_token, roomId, (e) => e.content && e.content.body === mine, "Hydrogen's message",
+        );
         assert.equal(found.sender, hydro.user_id);
         assert.equal(found.content.msgtype, "m.text");
         // The local echo became the remote echo from /sync: Hydrogen's tile for our message
@@ -170,30 +242,100 @@ test("Hydrogen logs in, opens a prepared room, sends and receives messages", { t
         step("the helper's reply (sent over HTTP) appears in Hydrogen's timeline");
         const reply = `reply from the helper ${tag}`;
         await mx.sendText(helper.access_token, roomId, reply);
-        await timeline.filter({ hasText: reply }).first().waitFor();
+        await messageBody(page, reply).waitFor();
 
         // Order in the timeline: welcome, mine, reply.
-        const texts = await timeline.allInnerTexts();
+        const texts = await page.locator(".Timeline_messageBody").allInnerTexts();
         const idx = (s) => texts.findIndex((t) => t.includes(s));
         assert.ok(idx(welcome) >= 0 && idx(welcome) < idx(mine) && idx(mine) < idx(reply), texts.join(" | "));
 
-        step("screenshot");
         await page.screenshot({ path: join(outDir, "hydrogen.png") });
         console.log(`# screenshot: ${join(outDir, "hydrogen.png")}`);
-        assert.deepEqual(blocked, [], `Hydrogen tried to reach non-loopback addresses (blocked): ${blocked}`);
+        assert.deepEqual(blocked, [], `Hydrogen tried to reach non-loopback addresses: ${blocked}`);
     } catch (err) {
-        if (page) {
-            await page.screenshot({ path: join(outDir, "hydrogen-failure.png") }).catch(() => {});
-            console.log(`# failure screenshot: ${join(outDir, "hydrogen-failure.png")}`);
-        }
-        if (consoleErrors.length) console.log(`# browser console errors:\n${consoleErrors.join("\n")}`);
-        throw err;
+        await onFailure([page], "hydrogen", err);
     } finally {
-        const unique = [...new Set(requests)].sort();
-        await writeFile(join(outDir, "hydrogen-requests.txt"), unique.join("\n") + "\n");
-        console.log(`# ${unique.length} distinct homeserver requests, listed in ${join(outDir, "hydrogen-requests.txt")}`);
-        if (blocked.length) console.log(`# blocked non-loopback requests: ${blocked.join(", ")}`);
-        await browser.close();
-        if (server) server.close();
+        if (page) await page.context().close();
+    }
+});
+
+test("two Hydrogen sessions exchange end-to-end encrypted messages", { timeout: 300000 }, async () => {
+    const tag = newTag();
+    step("register two users over the Client-Server API");
+    const aliceLocal = `ehydro_a_${tag}`;
+    const bobLocal = `ehydro_b_${tag}`;
+    const alice = await mx.register(aliceLocal, PASSWORD);
+    const bob = await mx.register(bobLocal, PASSWORD);
+
+    step("alice creates an encrypted room over HTTP, invites bob, bob joins");
+    const roomName = `Encrypted ${tag}`;
+    const { room_id: roomId } = await mx.createRoom(alice.access_token, {
+        name: roomName,
+        preset: "private_chat",
+        invite: [bob.user_id],
+        initial_state: [
+            { type: "m.room.encryption", state_key: "", content: { algorithm: "m.megolm.v1.aes-sha2" } },
+        ],
+    });
+    await mx.join(bob.access_token, roomId);
+
+    let pa;
+    let pb;
+    try {
+        // bob first, so his Hydrogen device and its keys exist before alice encrypts.
+        pb = await openApp("bob");
+        await login(pb, bobLocal);
+        await openRoom(pb, roomName);
+        pa = await openApp("alice");
+        await login(pa, aliceLocal);
+        await openRoom(pa, roomName);
+
+        step("both composers say the room is encrypted");
+        await pa.locator('.MessageComposer textarea[placeholder^="Send an encrypted message"]').waitFor();
+        await pb.locator('.MessageComposer textarea[placeholder^="Send an encrypted message"]').waitFor();
+
+        const secret = `encrypted hello ${tag}`;
+        await compose(pa, secret);
+        await messageBody(pa, secret).waitFor();
+
+        step("the server holds only ciphertext");
+        let json = null;
+        let encrypted = [];
+        const deadline = Date.now() + STEP_TIMEOUT;
+        while (!encrypted.length && Date.now() < deadline) {
+            const res = await mx.request(
+                "GET",
+                `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/messages?dir=b&limit=20`,
+                { token: bob.access_token },
+            );
+            assert.equal(res.status, 200, JSON.stringify(res.json));
+            json = res.json;
+            encrypted = json.chunk.filter((e) => e.type === "m.room.encrypted" && e.sender === alice.user_id);
+            if (!encrypted.length) await new Promise((r) => setTimeout(r, 500));
+        }
+        assert.ok(encrypted.length >= 1, `no m.room.encrypted event from alice: ${JSON.stringify(json.chunk.map((e) => e.type))}`);
+        assert.ok(
+            !json.chunk.some((e) => e.type === "m.room.message" && e.sender === alice.user_id),
+            "a plaintext m.room.message from alice in an encrypted room",
+        );
+        assert.equal(encrypted[0].content.algorithm, "m.megolm.v1.aes-sha2");
+        assert.ok(!JSON.stringify(json).includes(secret), "plaintext visible on the server");
+
+        step("bob's Hydrogen decrypts alice's message");
+        await messageBody(pb, secret).waitFor();
+
+        const reply = `encrypted reply ${tag}`;
+        await compose(pb, reply);
+        step("alice's Hydrogen decrypts bob's reply");
+        await messageBody(pa, reply).waitFor();
+
+        await pb.screenshot({ path: join(outDir, "hydrogen-e2ee.png") });
+        console.log(`# screenshot: ${join(outDir, "hydrogen-e2ee.png")}`);
+        assert.deepEqual(blocked, [], `Hydrogen tried to reach non-loopback addresses: ${blocked}`);
+    } catch (err) {
+        await onFailure([pa, pb], "hydrogen-e2ee", err);
+    } finally {
+        if (pa) await pa.context().close();
+        if (pb) await pb.context().close();
     }
 });
