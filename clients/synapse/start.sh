@@ -100,6 +100,8 @@ suppress_key_server_warning: true
 federation_domain_whitelist: []
 url_preview_enabled: false
 enable_metrics: false
+# Synapse's default lets nobody publish rooms to the public directory.
+room_list_publication_rules: [{action: allow}]
 rc_message: $RC
 rc_registration: $RC
 rc_registration_token_validity: $RC
