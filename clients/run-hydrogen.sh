@@ -43,4 +43,7 @@ for _ in $(seq 1 50); do
 done
 
 export CONIFER_HS_URL
-HYDROGEN_APP_URL="http://127.0.0.1:$PORT/" node --test-reporter=spec test/hydrogen.test.mjs
+HYDROGEN_APP_URL="http://127.0.0.1:$PORT/" node \
+    --test-reporter=spec --test-reporter-destination=stdout \
+    --test-reporter=junit --test-reporter-destination="$ROOT/target/clients/hydrogen-junit.xml" \
+    test/hydrogen.test.mjs
