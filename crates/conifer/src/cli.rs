@@ -24,7 +24,7 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a P2P Matrix node: overlay peer + homeserver on embedded SQLite.
-    Run,
+    Run(Box<crate::run_cmd::RunArgs>),
     /// Run a bare overlay relay node (no homeserver), or ping a key through one.
     Overlay(Box<crate::overlay_cmd::OverlayArgs>),
     /// Run a network simulation scenario in virtual time.
@@ -40,7 +40,7 @@ impl Command {
     pub fn run(self) -> anyhow::Result<()> {
         match self {
             Command::Wire(cmd) => cmd.run(),
-            Command::Run => not_yet("run", "the P2P node (homeserver over the overlay)"),
+            Command::Run(args) => args.run(),
             Command::Overlay(args) => args.run(),
             Command::Sim(args) => args.run(),
             Command::Demo => not_yet("demo", "the three-node demo"),

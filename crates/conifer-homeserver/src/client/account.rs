@@ -1,0 +1,540 @@
+//! Registration, login, logout, whoami, passwords, devices and the
+//! shared-secret admin registration that existing tools use.
+
+use super::{Hs, Resp};
+use crate::error::{ApiResult, MatrixError};
+use crate::extract::{Auth, Json as Body};
+use crate::ratelimit::Action;
+use crate::{now_ms, password, random_token, Homeserver};
+use axum::extract::{Path, Query};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use hmac::{Hmac, Mac};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+pub fn routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route("/register", post(register))
+        .route("/register/available", get(available))
+        .route("/login", get(login_flows).post(login))
+        .route("/logout", post(logout))
+        .route("/logout/all", post(logout_all))
+        .route("/account/whoami", get(whoami))
+        .route("/account/password", post(change_password))
+        .route("/account/deactivate", post(deactivate))
+        .route("/devices", get(devices))
+        .route(
+            "/devices/:device",
+            get(device).put(update_device).delete(delete_device),
+        )
+        .route("/delete_devices", post(delete_devices))
+}
+
+pub fn v1_routes() -> Router<Arc<Homeserver>> {
+    Router::new().route("/login/get_token", post(get_login_token))
+}
+
+pub fn admin_routes() -> Router<Arc<Homeserver>> {
+    Router::new().route("/register", get(admin_nonce).post(admin_register))
+}
+
+/// Localparts: lowercase letters, digits and `._=-/+`, as the spec's
+/// historical user-ID grammar allows.
+fn valid_localpart(l: &str) -> bool {
+    !l.is_empty()
+        && l.bytes().all(
+            |b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'.' | b'_' | b'=' | b'-' | b'/' | b'+'),
+        )
+}
+
+fn full_user_id(hs: &Homeserver, localpart: &str) -> ApiResult<String> {
+    let id = format!("@{localpart}:{}", hs.server_name);
+    if !valid_localpart(localpart) || id.len() > 255 {
+        return Err(MatrixError::invalid_username(
+            "user names may only contain a-z, 0-9 and ._=-/+",
+        ));
+    }
+    Ok(id)
+}
+
+#[derive(Deserialize)]
+struct RegisterBody {
+    username: Option<String>,
+    password: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+    #[serde(default)]
+    inhibit_login: bool,
+    auth: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct RegisterQuery {
+    kind: Option<String>,
+}
+
+fn uia_challenge(stages: &[&str]) -> MatrixError {
+    MatrixError::new(
+        axum::http::StatusCode::UNAUTHORIZED,
+        "M_FORBIDDEN",
+        "additional authentication required",
+    )
+    .with_extra(json!({
+        "flows": [{ "stages": stages }],
+        "params": {},
+        "session": random_token(24),
+    }))
+}
+
+async fn register(hs: Hs, Query(q): Query<RegisterQuery>, Body(body): Body<RegisterBody>) -> Resp {
+    if q.kind.as_deref() == Some("guest") {
+        return Err(MatrixError::guest_access_forbidden(
+            "guest access is not enabled",
+        ));
+    }
+    if !hs.config.registration.open {
+        return Err(MatrixError::forbidden("registration is disabled"));
+    }
+    let localpart = body
+        .username
+        .clone()
+        .map(|u| u.to_lowercase())
+        .unwrap_or_else(|| random_token(12).to_lowercase());
+    let user_id = full_user_id(&hs, &localpart)?;
+    if hs.store.user(&user_id)?.is_some() {
+        return Err(MatrixError::user_in_use("that user name is taken"));
+    }
+    match body
+        .auth
+        .as_ref()
+        .and_then(|a| a.get("type"))
+        .and_then(Value::as_str)
+    {
+        Some("m.login.dummy") => {}
+        Some(other) => {
+            return Err(MatrixError::forbidden(format!(
+                "unsupported authentication type {other}"
+            )))
+        }
+        None => return Err(uia_challenge(&["m.login.dummy"])),
+    }
+    hs.limits.check(Action::Registration, "register")?;
+    let hash = match body.password {
+        Some(p) if !p.is_empty() => Some(
+            password::hash(p)
+                .await
+                .map_err(MatrixError::unknown_internal)?,
+        ),
+        _ => None,
+    };
+    create_account(&hs, &user_id, hash.as_deref(), false).await?;
+    if body.inhibit_login {
+        return Ok(Json(json!({ "user_id": user_id })));
+    }
+    let (device_id, token) = new_session(
+        &hs,
+        &user_id,
+        body.device_id,
+        body.initial_device_display_name,
+    )?;
+    Ok(Json(
+        json!({ "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name }),
+    ))
+}
+
+async fn create_account(
+    hs: &Homeserver,
+    user_id: &str,
+    hash: Option<&str>,
+    admin: bool,
+) -> ApiResult<()> {
+    match hs.store.create_user(user_id, hash, admin, now_ms()) {
+        Ok(()) => {}
+        Err(conifer_store::StoreError::Conflict) => {
+            return Err(MatrixError::user_in_use("that user name is taken"))
+        }
+        Err(e) => return Err(e.into()),
+    }
+    let localpart = user_id
+        .trim_start_matches('@')
+        .split(':')
+        .next()
+        .unwrap_or("");
+    hs.store.set_displayname(user_id, Some(localpart))?;
+    Ok(())
+}
+
+fn new_session(
+    hs: &Homeserver,
+    user_id: &str,
+    device_id: Option<String>,
+    name: Option<String>,
+) -> ApiResult<(String, String)> {
+    let device_id = device_id
+        .filter(|d| !d.is_empty())
+        .unwrap_or_else(|| random_token(10).to_uppercase());
+    let token = format!("cnf_{}", random_token(40));
+    hs.store
+        .create_device(user_id, &device_id, name.as_deref(), &token, now_ms())?;
+    Ok((device_id, token))
+}
+
+#[derive(Deserialize)]
+struct AvailableQuery {
+    username: String,
+}
+
+async fn available(hs: Hs, Query(q): Query<AvailableQuery>) -> Resp {
+    let user_id = full_user_id(&hs, &q.username)?;
+    if hs.store.user(&user_id)?.is_some() {
+        return Err(MatrixError::user_in_use("that user name is taken"));
+    }
+    Ok(Json(json!({ "available": true })))
+}
+
+async fn login_flows() -> Resp {
+    Ok(Json(
+        json!({ "flows": [{ "type": "m.login.password" }, { "type": "m.login.token" }] }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct LoginBody {
+    #[serde(rename = "type")]
+    kind: String,
+    identifier: Option<Value>,
+    user: Option<String>,
+    password: Option<String>,
+    token: Option<String>,
+    device_id: Option<String>,
+    initial_device_display_name: Option<String>,
+}
+
+/// The user a login names, as a full user ID on this server.
+fn login_user(
+    hs: &Homeserver,
+    identifier: Option<&Value>,
+    user: Option<&str>,
+) -> ApiResult<String> {
+    let name = match identifier {
+        Some(id) => {
+            if id.get("type").and_then(Value::as_str) != Some("m.id.user") {
+                return Err(MatrixError::unknown_internal(
+                    "only m.id.user identifiers are supported",
+                )
+                .with_extra(json!({}))
+                .into_code(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN"));
+            }
+            id.get("user")
+                .and_then(Value::as_str)
+                .ok_or_else(|| MatrixError::missing_param("identifier.user"))?
+        }
+        None => user.ok_or_else(|| MatrixError::missing_param("identifier"))?,
+    };
+    if name.starts_with('@') {
+        Ok(name.to_lowercase())
+    } else {
+        Ok(format!("@{}:{}", name.to_lowercase(), hs.server_name))
+    }
+}
+
+async fn login(hs: Hs, Body(body): Body<LoginBody>) -> Resp {
+    let user_id = match body.kind.as_str() {
+        "m.login.password" => {
+            let user_id = login_user(&hs, body.identifier.as_ref(), body.user.as_deref())?;
+            hs.limits.check(Action::Login, &user_id)?;
+            let password = body
+                .password
+                .ok_or_else(|| MatrixError::missing_param("password"))?;
+            let user = hs.store.user(&user_id)?;
+            let ok = match user.as_ref().and_then(|u| u.password_hash.clone()) {
+                Some(h) => password::verify(password, h).await,
+                None => false,
+            };
+            if !ok {
+                return Err(MatrixError::forbidden("invalid user name or password"));
+            }
+            if user.is_some_and(|u| u.deactivated) {
+                return Err(MatrixError::user_deactivated("this account is deactivated"));
+            }
+            user_id
+        }
+        "m.login.token" => {
+            let token = body
+                .token
+                .ok_or_else(|| MatrixError::missing_param("token"))?;
+            hs.store
+                .take_login_token(&token, now_ms())?
+                .ok_or_else(|| MatrixError::forbidden("invalid or expired login token"))?
+        }
+        other => {
+            return Err(MatrixError::new(
+                axum::http::StatusCode::BAD_REQUEST,
+                "M_UNKNOWN",
+                format!("unsupported login type {other}"),
+            ))
+        }
+    };
+    let (device_id, token) = new_session(
+        &hs,
+        &user_id,
+        body.device_id,
+        body.initial_device_display_name,
+    )?;
+    Ok(Json(json!({
+        "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name,
+        "well_known": { "m.homeserver": { "base_url": format!("http://{}", hs.config.client.listen) } }
+    })))
+}
+
+async fn get_login_token(hs: Hs, auth: Auth) -> Resp {
+    let token = random_token(32);
+    let lifetime = 120_000;
+    hs.store
+        .put_login_token(&token, &auth.user_id, now_ms() + lifetime)?;
+    Ok(Json(
+        json!({ "login_token": token, "expires_in_ms": lifetime }),
+    ))
+}
+
+async fn logout(hs: Hs, auth: Auth) -> Resp {
+    hs.store
+        .delete_device(&auth.user_id, &auth.device_id)
+        .or_else(|e| match e {
+            conifer_store::StoreError::NotFound => Ok(0),
+            e => Err(e),
+        })?;
+    hs.store.delete_token(&auth.token)?;
+    hs.forget_tokens(&auth.user_id);
+    Ok(Json(json!({})))
+}
+
+async fn logout_all(hs: Hs, auth: Auth) -> Resp {
+    for d in hs.store.devices(&auth.user_id)? {
+        let _ = hs.store.delete_device(&auth.user_id, &d.device_id);
+    }
+    hs.store.delete_tokens_except(&auth.user_id, None)?;
+    hs.forget_tokens(&auth.user_id);
+    Ok(Json(json!({})))
+}
+
+async fn whoami(auth: Auth) -> Resp {
+    Ok(Json(
+        json!({ "user_id": auth.user_id, "device_id": auth.device_id, "is_guest": false }),
+    ))
+}
+
+/// User-interactive auth by password for sensitive operations.
+pub(crate) async fn require_password(hs: &Homeserver, auth: &Auth, body: &Value) -> ApiResult<()> {
+    let Some(a) = body.get("auth").filter(|a| a.get("type").is_some()) else {
+        return Err(uia_challenge(&["m.login.password"]));
+    };
+    if a.get("type").and_then(Value::as_str) != Some("m.login.password") {
+        return Err(uia_challenge(&["m.login.password"]));
+    }
+    let named = login_user(
+        hs,
+        a.get("identifier"),
+        a.get("user").and_then(Value::as_str),
+    )?;
+    let password = a
+        .get("password")
+        .and_then(Value::as_str)
+        .unwrap_or("")
+        .to_owned();
+    let stored = hs.store.user(&auth.user_id)?.and_then(|u| u.password_hash);
+    let ok = match stored {
+        Some(h) if named == auth.user_id => password::verify(password, h).await,
+        _ => false,
+    };
+    if !ok {
+        return Err(uia_challenge(&["m.login.password"])
+            .into_code(axum::http::StatusCode::UNAUTHORIZED, "M_FORBIDDEN"));
+    }
+    Ok(())
+}
+
+async fn change_password(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
+    require_password(&hs, &auth, &body).await?;
+    let new = body
+        .get("new_password")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::missing_param("new_password"))?;
+    if new.is_empty() {
+        return Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_WEAK_PASSWORD",
+            "the password is empty",
+        ));
+    }
+    let hash = password::hash(new.to_owned())
+        .await
+        .map_err(MatrixError::unknown_internal)?;
+    hs.store.set_password_hash(&auth.user_id, &hash)?;
+    if body
+        .get("logout_devices")
+        .and_then(Value::as_bool)
+        .unwrap_or(true)
+    {
+        for d in hs.store.devices(&auth.user_id)? {
+            if d.device_id != auth.device_id {
+                let _ = hs.store.delete_device(&auth.user_id, &d.device_id);
+            }
+        }
+        hs.store
+            .delete_tokens_except(&auth.user_id, Some(&auth.device_id))?;
+        hs.forget_tokens(&auth.user_id);
+    }
+    Ok(Json(json!({})))
+}
+
+async fn deactivate(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
+    require_password(&hs, &auth, &body).await?;
+    hs.store.deactivate_user(&auth.user_id)?;
+    hs.forget_tokens(&auth.user_id);
+    Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
+}
+
+fn device_json(d: &conifer_store::DeviceRecord) -> Value {
+    json!({ "device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts, "last_seen_ip": d.last_seen_ip })
+}
+
+async fn devices(hs: Hs, auth: Auth) -> Resp {
+    let list: Vec<Value> = hs
+        .store
+        .devices(&auth.user_id)?
+        .iter()
+        .map(device_json)
+        .collect();
+    Ok(Json(json!({ "devices": list })))
+}
+
+async fn device(hs: Hs, auth: Auth, Path(device): Path<String>) -> Resp {
+    let d = hs
+        .store
+        .device(&auth.user_id, &device)?
+        .ok_or_else(|| MatrixError::not_found("no such device"))?;
+    Ok(Json(device_json(&d)))
+}
+
+async fn update_device(
+    hs: Hs,
+    auth: Auth,
+    Path(device): Path<String>,
+    Body(body): Body<Value>,
+) -> Resp {
+    let name = body.get("display_name").and_then(Value::as_str);
+    if !hs.store.set_device_name(&auth.user_id, &device, name)? {
+        return Err(MatrixError::not_found("no such device"));
+    }
+    hs.store.mark_keys_changed(&auth.user_id)?;
+    Ok(Json(json!({})))
+}
+
+async fn delete_device(
+    hs: Hs,
+    auth: Auth,
+    Path(device): Path<String>,
+    Body(body): Body<Value>,
+) -> Resp {
+    if hs.store.device(&auth.user_id, &device)?.is_none() {
+        return Err(MatrixError::not_found("no such device"));
+    }
+    require_password(&hs, &auth, &body).await?;
+    hs.store.delete_device(&auth.user_id, &device)?;
+    hs.forget_tokens(&auth.user_id);
+    Ok(Json(json!({})))
+}
+
+async fn delete_devices(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
+    let ids: Vec<String> = body
+        .get("devices")
+        .and_then(Value::as_array)
+        .ok_or_else(|| MatrixError::missing_param("devices"))?
+        .iter()
+        .filter_map(|d| d.as_str().map(str::to_owned))
+        .collect();
+    require_password(&hs, &auth, &body).await?;
+    for d in ids {
+        let _ = hs.store.delete_device(&auth.user_id, &d);
+    }
+    hs.forget_tokens(&auth.user_id);
+    Ok(Json(json!({})))
+}
+
+/// Nonces handed out by `GET /_synapse/admin/v1/register`, valid for a minute.
+fn nonces() -> &'static Mutex<HashMap<String, Instant>> {
+    static NONCES: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
+    NONCES.get_or_init(Default::default)
+}
+
+async fn admin_nonce(hs: Hs) -> Resp {
+    if hs.config.registration.shared_secret.is_none() {
+        return Err(
+            MatrixError::bad_json("shared secret registration is not enabled")
+                .into_code(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN"),
+        );
+    }
+    let nonce = random_token(32);
+    let mut n = nonces().lock().unwrap();
+    n.retain(|_, t| t.elapsed() < Duration::from_secs(60));
+    n.insert(nonce.clone(), Instant::now());
+    Ok(Json(json!({ "nonce": nonce })))
+}
+
+#[derive(Deserialize)]
+struct AdminRegister {
+    nonce: String,
+    username: String,
+    password: String,
+    #[serde(default)]
+    admin: bool,
+    mac: String,
+    displayname: Option<String>,
+}
+
+async fn admin_register(hs: Hs, Body(body): Body<AdminRegister>) -> Resp {
+    let Some(secret) = hs.config.registration.shared_secret.clone() else {
+        return Err(
+            MatrixError::bad_json("shared secret registration is not enabled")
+                .into_code(axum::http::StatusCode::BAD_REQUEST, "M_UNKNOWN"),
+        );
+    };
+    if nonces()
+        .lock()
+        .unwrap()
+        .remove(&body.nonce)
+        .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
+    {
+        return Err(MatrixError::forbidden("unrecognised nonce"));
+    }
+    // HMAC-SHA1 over nonce, user, password and admin flag, NUL-separated (Synapse's scheme).
+    let mut mac =
+        Hmac::<sha1::Sha1>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(body.nonce.as_bytes());
+    mac.update(b"\0");
+    mac.update(body.username.as_bytes());
+    mac.update(b"\0");
+    mac.update(body.password.as_bytes());
+    mac.update(b"\0");
+    mac.update(if body.admin { b"admin" } else { b"notadmin" });
+    let given = hex::decode(&body.mac).map_err(|_| MatrixError::forbidden("HMAC incorrect"))?;
+    mac.verify_slice(&given)
+        .map_err(|_| MatrixError::forbidden("HMAC incorrect"))?;
+    let user_id = full_user_id(&hs, &body.username.to_lowercase())?;
+    let hash = password::hash(body.password)
+        .await
+        .map_err(MatrixError::unknown_internal)?;
+    create_account(&hs, &user_id, Some(&hash), body.admin).await?;
+    if let Some(name) = body.displayname {
+        hs.store.set_displayname(&user_id, Some(&name))?;
+    }
+    let (device_id, token) = new_session(&hs, &user_id, None, None)?;
+    Ok(Json(
+        json!({ "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name }),
+    ))
+}

@@ -1,0 +1,248 @@
+//! Room aliases, the public room directory and the user directory.
+
+use super::{room_id, Hs, Resp};
+use crate::error::MatrixError;
+use crate::extract::{Auth, Json as Body, MaybeAuth};
+use crate::Homeserver;
+use axum::extract::{Path, Query};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route(
+            "/directory/room/:alias",
+            get(get_alias).put(put_alias).delete(delete_alias),
+        )
+        .route("/rooms/:room/aliases", get(room_aliases))
+        .route(
+            "/directory/list/room/:room",
+            get(get_visibility).put(put_visibility),
+        )
+        .route(
+            "/publicRooms",
+            get(public_rooms_get).post(public_rooms_post),
+        )
+        .route("/user_directory/search", post(search_users))
+}
+
+fn check_alias(hs: &Homeserver, alias: &str) -> crate::ApiResult<()> {
+    conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias)
+        .map_err(|_| MatrixError::invalid_param("not a room alias"))?;
+    if alias
+        .split_once(':')
+        .is_none_or(|(_, s)| s != hs.server_name.as_str())
+    {
+        return Err(MatrixError::invalid_param("aliases must be on this server"));
+    }
+    Ok(())
+}
+
+async fn get_alias(hs: Hs, Path(alias): Path<String>) -> Resp {
+    conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias.as_str())
+        .map_err(|_| MatrixError::invalid_param("not a room alias"))?;
+    let a = hs
+        .store
+        .alias(&alias)?
+        .ok_or_else(|| MatrixError::not_found("room alias not found"))?;
+    Ok(Json(
+        json!({ "room_id": a.room_id, "servers": [hs.server_name] }),
+    ))
+}
+
+async fn put_alias(hs: Hs, auth: Auth, Path(alias): Path<String>, Body(body): Body<Value>) -> Resp {
+    check_alias(&hs, &alias)?;
+    let room = body
+        .get("room_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::missing_param("room_id"))?;
+    room_id(room)?;
+    if hs.store.room(room)?.is_none() {
+        return Err(MatrixError::not_found("unknown room"));
+    }
+    match hs.store.put_alias(&alias, room, &auth.user_id) {
+        Err(conifer_store::StoreError::Conflict) => Err(MatrixError::new(
+            axum::http::StatusCode::CONFLICT,
+            "M_UNKNOWN",
+            "alias already exists",
+        )),
+        other => Ok(other.map(|_| Json(json!({})))?),
+    }
+}
+
+async fn delete_alias(hs: Hs, auth: Auth, Path(alias): Path<String>) -> Resp {
+    check_alias(&hs, &alias)?;
+    let a = hs
+        .store
+        .alias(&alias)?
+        .ok_or_else(|| MatrixError::not_found("room alias not found"))?;
+    if a.creator != auth.user_id {
+        let (level, pl) = hs.power_level(&a.room_id, &auth.user_id)?;
+        let needed = pl
+            .get("state_default")
+            .and_then(crate::rooms::as_int)
+            .unwrap_or(50);
+        if level < needed {
+            return Err(MatrixError::forbidden("you may not delete this alias"));
+        }
+    }
+    hs.store.delete_alias(&alias)?;
+    Ok(Json(json!({})))
+}
+
+async fn room_aliases(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
+    hs.require_joined(&room, &auth.user_id)?;
+    Ok(Json(
+        json!({ "aliases": hs.store.aliases_for_room(&room)? }),
+    ))
+}
+
+async fn get_visibility(hs: Hs, Path(room): Path<String>) -> Resp {
+    let r = hs
+        .store
+        .room(&room)?
+        .ok_or_else(|| MatrixError::not_found("unknown room"))?;
+    Ok(Json(
+        json!({ "visibility": if r.published { "public" } else { "private" } }),
+    ))
+}
+
+async fn put_visibility(
+    hs: Hs,
+    auth: Auth,
+    Path(room): Path<String>,
+    Body(body): Body<Value>,
+) -> Resp {
+    hs.store
+        .room(&room)?
+        .ok_or_else(|| MatrixError::not_found("unknown room"))?;
+    let (level, pl) = hs.power_level(&room, &auth.user_id)?;
+    if level
+        < pl.get("state_default")
+            .and_then(crate::rooms::as_int)
+            .unwrap_or(50)
+    {
+        return Err(MatrixError::forbidden("you may not publish this room"));
+    }
+    let public = match body.get("visibility").and_then(Value::as_str) {
+        Some("public") => true,
+        Some("private") | None => false,
+        Some(_) => {
+            return Err(MatrixError::invalid_param(
+                "visibility must be public or private",
+            ))
+        }
+    };
+    hs.store.set_room_published(&room, public)?;
+    Ok(Json(json!({})))
+}
+
+#[derive(Deserialize)]
+struct PublicRoomsQuery {
+    limit: Option<usize>,
+    since: Option<String>,
+}
+
+async fn public_rooms_get(hs: Hs, _auth: MaybeAuth, Query(q): Query<PublicRoomsQuery>) -> Resp {
+    public_rooms(&hs, q.limit, q.since.as_deref(), None)
+}
+
+async fn public_rooms_post(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
+    let term = body
+        .pointer("/filter/generic_search_term")
+        .and_then(Value::as_str)
+        .map(str::to_lowercase);
+    public_rooms(
+        &hs,
+        body.get("limit")
+            .and_then(Value::as_u64)
+            .map(|l| l as usize),
+        body.get("since").and_then(Value::as_str),
+        term,
+    )
+}
+
+fn state_str(hs: &Homeserver, room: &str, kind: &str, field: &str) -> Option<String> {
+    hs.state_event(room, kind, "")
+        .ok()??
+        .content_value()
+        .get(field)?
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn public_rooms(
+    hs: &Homeserver,
+    limit: Option<usize>,
+    since: Option<&str>,
+    term: Option<String>,
+) -> Resp {
+    let mut chunk = Vec::new();
+    for room in hs.store.published_rooms()? {
+        let name = state_str(hs, &room, "m.room.name", "name");
+        let topic = state_str(hs, &room, "m.room.topic", "topic");
+        let alias = state_str(hs, &room, "m.room.canonical_alias", "alias");
+        if let Some(t) = &term {
+            let hay = format!(
+                "{} {} {}",
+                name.as_deref().unwrap_or(""),
+                topic.as_deref().unwrap_or(""),
+                alias.as_deref().unwrap_or("")
+            );
+            if !hay.to_lowercase().contains(t) {
+                continue;
+            }
+        }
+        let joined = hs.store.room_members(&room, Some("join"))?.len();
+        let join_rule = state_str(hs, &room, "m.room.join_rules", "join_rule")
+            .unwrap_or_else(|| "invite".into());
+        let mut entry = json!({
+            "room_id": room, "num_joined_members": joined, "world_readable": false,
+            "guest_can_join": false, "join_rule": join_rule,
+        });
+        for (k, v) in [("name", name), ("topic", topic), ("canonical_alias", alias)] {
+            if let Some(v) = v {
+                entry[k] = json!(v);
+            }
+        }
+        chunk.push(entry);
+    }
+    let total = chunk.len();
+    let start: usize = since
+        .and_then(|s| s.strip_prefix('p'))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    let limit = limit.unwrap_or(100).clamp(1, 500);
+    let page: Vec<Value> = chunk.into_iter().skip(start).take(limit).collect();
+    let mut out = json!({ "chunk": page, "total_room_count_estimate": total });
+    if start + limit < total {
+        out["next_batch"] = json!(format!("p{}", start + limit));
+    }
+    if start > 0 {
+        out["prev_batch"] = json!(format!("p{}", start.saturating_sub(limit)));
+    }
+    Ok(Json(out))
+}
+
+async fn search_users(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
+    let term = body
+        .get("search_term")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::missing_param("search_term"))?;
+    let limit = body
+        .get("limit")
+        .and_then(Value::as_u64)
+        .unwrap_or(10)
+        .clamp(1, 100) as usize;
+    let found = hs.store.search_users(term, limit + 1)?;
+    let limited = found.len() > limit;
+    let results: Vec<Value> = found
+        .into_iter()
+        .take(limit)
+        .map(|u| json!({ "user_id": u.user_id, "display_name": u.displayname, "avatar_url": u.avatar_url }))
+        .collect();
+    Ok(Json(json!({ "results": results, "limited": limited })))
+}

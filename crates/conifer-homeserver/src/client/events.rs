@@ -1,0 +1,521 @@
+//! Sending and reading room events: send, state, redact, event, context,
+//! members, joined_members and messages.
+
+use super::{room_id, Hs, Resp};
+use crate::error::{ApiResult, MatrixError};
+use crate::extract::{Auth, Json as Body};
+use crate::format::client_event;
+use crate::ratelimit::Action;
+use crate::sync::{parse_token, state_before_pos, SyncFilter};
+use crate::{now_ms, Homeserver};
+use axum::extract::{Path, Query};
+use axum::routing::{get, put};
+use axum::{Json, Router};
+use conifer_rooms::EventTemplate;
+use conifer_store::StoredEvent;
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route("/rooms/:room/send/:kind/:txn", put(send))
+        .route("/rooms/:room/state", get(all_state))
+        .route(
+            "/rooms/:room/state/:kind",
+            get(get_state_empty_key).put(put_state_empty_key),
+        )
+        .route(
+            "/rooms/:room/state/:kind/",
+            get(get_state_empty_key).put(put_state_empty_key),
+        )
+        .route(
+            "/rooms/:room/state/:kind/*state_key",
+            get(get_state).put(put_state),
+        )
+        .route("/rooms/:room/redact/:event/:txn", put(redact))
+        .route("/rooms/:room/event/:event", get(event))
+        .route("/rooms/:room/context/:event", get(context))
+        .route("/rooms/:room/members", get(members))
+        .route("/rooms/:room/joined_members", get(joined_members))
+        .route("/rooms/:room/messages", get(messages))
+}
+
+pub fn v1_routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+}
+
+/// How far into a room's history the user may see: everything while
+/// joined, up to the leave for a former member.
+fn visible_until(hs: &Homeserver, room: &str, user: &str) -> ApiResult<u64> {
+    match hs.store.membership(room, user)? {
+        Some(m) if m.membership == "join" => Ok(u64::MAX),
+        Some(m) if m.membership == "leave" || m.membership == "ban" => Ok(m.stream_pos),
+        _ => Err(MatrixError::forbidden("you are not in this room")),
+    }
+}
+
+fn format(hs: &Homeserver, e: &StoredEvent, auth: &Auth) -> Value {
+    let _ = hs;
+    client_event(
+        &e.json,
+        &e.event_id,
+        &e.room_id,
+        Some((&auth.user_id, &auth.device_id)),
+        now_ms(),
+    )
+}
+
+async fn send(
+    hs: Hs,
+    auth: Auth,
+    Path((room, kind, txn)): Path<(String, String, String)>,
+    Body(content): Body<Value>,
+) -> Resp {
+    room_id(&room)?;
+    if let Some(id) = hs
+        .store
+        .event_for_txn(&auth.user_id, &auth.device_id, &txn)?
+    {
+        return Ok(Json(json!({ "event_id": id })));
+    }
+    hs.limits.check(Action::Message, &auth.user_id)?;
+    hs.require_joined(&room, &auth.user_id)?;
+    let template = EventTemplate {
+        kind,
+        state_key: None,
+        content,
+        redacts: None,
+    };
+    let pdu = hs
+        .send_event(
+            &room,
+            &auth.user_id,
+            template,
+            Some((auth.device_id.clone(), txn)),
+        )
+        .await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+async fn all_state(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
+    room_id(&room)?;
+    let until = visible_until(&hs, &room, &auth.user_id)?;
+    let ids = if until == u64::MAX {
+        hs.store.current_state(&room)?
+    } else {
+        state_before_pos(&hs, &room, until + 1)?
+    };
+    let mut out = Vec::new();
+    for id in ids.values() {
+        if let Some(e) = hs.store.event(id)? {
+            out.push(format(&hs, &e, &auth));
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+#[derive(Deserialize)]
+struct StateQuery {
+    format: Option<String>,
+}
+
+async fn state_event(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    kind: &str,
+    key: &str,
+    q: &StateQuery,
+) -> Resp {
+    room_id(room)?;
+    let until = visible_until(hs, room, &auth.user_id)?;
+    let ids = if until == u64::MAX {
+        hs.store.current_state(room)?
+    } else {
+        state_before_pos(hs, room, until + 1)?
+    };
+    let id = ids
+        .get(&(kind.to_owned(), key.to_owned()))
+        .ok_or_else(|| MatrixError::not_found("no such state event"))?;
+    let e = hs
+        .store
+        .event(id)?
+        .ok_or_else(|| MatrixError::not_found("no such state event"))?;
+    if q.format.as_deref() == Some("event") {
+        return Ok(Json(format(hs, &e, auth)));
+    }
+    Ok(Json(e.value().get("content").cloned().unwrap_or(json!({}))))
+}
+
+async fn get_state_empty_key(
+    hs: Hs,
+    auth: Auth,
+    Path((room, kind)): Path<(String, String)>,
+    Query(q): Query<StateQuery>,
+) -> Resp {
+    state_event(&hs, &auth, &room, &kind, "", &q).await
+}
+
+async fn get_state(
+    hs: Hs,
+    auth: Auth,
+    Path((room, kind, key)): Path<(String, String, String)>,
+    Query(q): Query<StateQuery>,
+) -> Resp {
+    state_event(&hs, &auth, &room, &kind, &key, &q).await
+}
+
+async fn set_state(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    kind: String,
+    key: String,
+    content: Value,
+) -> Resp {
+    room_id(room)?;
+    hs.limits.check(Action::Message, &auth.user_id)?;
+    if kind == "m.room.member" {
+        // Membership has its own endpoints, which check their preconditions.
+        conifer_rooms::ruma::OwnedUserId::try_from(key.as_str())
+            .map_err(|_| MatrixError::bad_json("member state key must be a user ID"))?;
+    }
+    if kind == "m.room.create" {
+        return Err(MatrixError::forbidden(
+            "the create event cannot be replaced",
+        ));
+    }
+    if hs.store.room(room)?.is_none() {
+        return Err(MatrixError::not_found("unknown room"));
+    }
+    let template = EventTemplate {
+        kind,
+        state_key: Some(key),
+        content,
+        redacts: None,
+    };
+    let pdu = hs.send_event(room, &auth.user_id, template, None).await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+async fn put_state_empty_key(
+    hs: Hs,
+    auth: Auth,
+    Path((room, kind)): Path<(String, String)>,
+    Body(content): Body<Value>,
+) -> Resp {
+    set_state(&hs, &auth, &room, kind, String::new(), content).await
+}
+
+async fn put_state(
+    hs: Hs,
+    auth: Auth,
+    Path((room, kind, key)): Path<(String, String, String)>,
+    Body(content): Body<Value>,
+) -> Resp {
+    set_state(&hs, &auth, &room, kind, key, content).await
+}
+
+async fn redact(
+    hs: Hs,
+    auth: Auth,
+    Path((room, event, txn)): Path<(String, String, String)>,
+    Body(body): Body<Value>,
+) -> Resp {
+    room_id(&room)?;
+    if let Some(id) = hs
+        .store
+        .event_for_txn(&auth.user_id, &auth.device_id, &txn)?
+    {
+        return Ok(Json(json!({ "event_id": id })));
+    }
+    hs.require_joined(&room, &auth.user_id)?;
+    let mut content = json!({});
+    if let Some(r) = body.get("reason") {
+        content["reason"] = r.clone();
+    }
+    let template = EventTemplate {
+        kind: "m.room.redaction".into(),
+        state_key: None,
+        content,
+        redacts: Some(event),
+    };
+    let pdu = hs
+        .send_event(
+            &room,
+            &auth.user_id,
+            template,
+            Some((auth.device_id.clone(), txn)),
+        )
+        .await?;
+    Ok(Json(json!({ "event_id": pdu.event_id })))
+}
+
+async fn event(hs: Hs, auth: Auth, Path((room, event)): Path<(String, String)>) -> Resp {
+    room_id(&room)?;
+    let until = visible_until(&hs, &room, &auth.user_id)?;
+    let e = hs
+        .store
+        .event(&event)?
+        .filter(|e| e.room_id == room && e.stream_pos <= until)
+        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    Ok(Json(format(&hs, &e, &auth)))
+}
+
+#[derive(Deserialize)]
+struct ContextQuery {
+    limit: Option<usize>,
+    filter: Option<String>,
+}
+
+fn parse_filter(hs: &Homeserver, auth: &Auth, filter: Option<&str>) -> ApiResult<Option<Value>> {
+    match filter {
+        None => Ok(None),
+        Some(f) if f.trim_start().starts_with('{') => {
+            Ok(Some(serde_json::from_str(f).map_err(|e| {
+                MatrixError::bad_json(format!("invalid filter: {e}"))
+            })?))
+        }
+        Some(id) => {
+            let id: u64 = id
+                .parse()
+                .map_err(|_| MatrixError::invalid_param("invalid filter ID"))?;
+            Ok(Some(
+                hs.store
+                    .filter(&auth.user_id, id)?
+                    .ok_or_else(|| MatrixError::not_found("no such filter"))?,
+            ))
+        }
+    }
+}
+
+/// Member events of the senders of `events` (lazy loading).
+fn lazy_members(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    events: &[StoredEvent],
+) -> ApiResult<Vec<Value>> {
+    let senders: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.value()["sender"].as_str().map(str::to_owned))
+        .collect();
+    let state = hs.store.current_state(room)?;
+    let mut out = Vec::new();
+    for s in senders {
+        if let Some(id) = state.get(&("m.room.member".to_owned(), s)) {
+            if let Some(e) = hs.store.event(id)? {
+                out.push(format(hs, &e, auth));
+            }
+        }
+    }
+    Ok(out)
+}
+
+async fn context(
+    hs: Hs,
+    auth: Auth,
+    Path((room, event)): Path<(String, String)>,
+    Query(q): Query<ContextQuery>,
+) -> Resp {
+    room_id(&room)?;
+    let until = visible_until(&hs, &room, &auth.user_id)?;
+    let e = hs
+        .store
+        .event(&event)?
+        .filter(|e| e.room_id == room && e.stream_pos <= until)
+        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    let limit = q.limit.unwrap_or(10).min(100);
+    let filter = parse_filter(&hs, &auth, q.filter.as_deref())?
+        .map(|f| SyncFilter::from_json(&json!({ "room": { "timeline": f } })));
+    let _ = filter;
+    let before = hs
+        .store
+        .room_events(&room, 0, e.stream_pos - 1, true, limit / 2)?;
+    let after = hs.store.room_events(
+        &room,
+        e.stream_pos,
+        until.min(hs.store.stream_position()),
+        false,
+        limit - limit / 2,
+    )?;
+    let start = before
+        .last()
+        .map(|b| b.stream_pos - 1)
+        .unwrap_or(e.stream_pos - 1);
+    let end = after.last().map(|a| a.stream_pos).unwrap_or(e.stream_pos);
+    let state_ids = hs.store.state_at_group(e.state_group)?;
+    let mut state = Vec::new();
+    for id in state_ids.values() {
+        if let Some(s) = hs.store.event(id)? {
+            state.push(format(&hs, &s, &auth));
+        }
+    }
+    Ok(Json(json!({
+        "event": format(&hs, &e, &auth),
+        "events_before": before.iter().map(|x| format(&hs, x, &auth)).collect::<Vec<_>>(),
+        "events_after": after.iter().map(|x| format(&hs, x, &auth)).collect::<Vec<_>>(),
+        "start": format!("t{start}"),
+        "end": format!("t{end}"),
+        "state": state,
+    })))
+}
+
+#[derive(Deserialize)]
+struct MembersQuery {
+    membership: Option<String>,
+    not_membership: Option<String>,
+}
+
+async fn members(
+    hs: Hs,
+    auth: Auth,
+    Path(room): Path<String>,
+    Query(q): Query<MembersQuery>,
+) -> Resp {
+    room_id(&room)?;
+    let until = visible_until(&hs, &room, &auth.user_id)?;
+    let ids = if until == u64::MAX {
+        hs.store.current_state(&room)?
+    } else {
+        state_before_pos(&hs, &room, until + 1)?
+    };
+    let mut chunk = Vec::new();
+    for ((kind, _), id) in &ids {
+        if kind != "m.room.member" {
+            continue;
+        }
+        let Some(e) = hs.store.event(id)? else {
+            continue;
+        };
+        let m = e.value()["content"]["membership"]
+            .as_str()
+            .unwrap_or("")
+            .to_owned();
+        if q.membership.as_ref().is_some_and(|x| *x != m)
+            || q.not_membership.as_ref().is_some_and(|x| *x == m)
+        {
+            continue;
+        }
+        chunk.push(format(&hs, &e, &auth));
+    }
+    Ok(Json(json!({ "chunk": chunk })))
+}
+
+async fn joined_members(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
+    room_id(&room)?;
+    hs.require_joined(&room, &auth.user_id)?;
+    let mut joined = serde_json::Map::new();
+    for (user, _) in hs.store.room_members(&room, Some("join"))? {
+        let content = hs
+            .state_event(&room, "m.room.member", &user)?
+            .map(|p| p.content_value())
+            .unwrap_or(json!({}));
+        joined.insert(user, json!({ "display_name": content.get("displayname"), "avatar_url": content.get("avatar_url") }));
+    }
+    Ok(Json(json!({ "joined": joined })))
+}
+
+#[derive(Deserialize)]
+struct MessagesQuery {
+    from: Option<String>,
+    to: Option<String>,
+    dir: Option<String>,
+    limit: Option<usize>,
+    filter: Option<String>,
+}
+
+async fn messages(
+    hs: Hs,
+    auth: Auth,
+    Path(room): Path<String>,
+    Query(q): Query<MessagesQuery>,
+) -> Resp {
+    room_id(&room)?;
+    let until = visible_until(&hs, &room, &auth.user_id)?.min(hs.store.stream_position());
+    let backwards = match q.dir.as_deref() {
+        Some("b") => true,
+        Some("f") => false,
+        None => return Err(MatrixError::missing_param("dir")),
+        Some(_) => return Err(MatrixError::invalid_param("dir must be b or f")),
+    };
+    let token = |t: &Option<String>| -> ApiResult<Option<u64>> {
+        match t {
+            Some(t) => Ok(Some(
+                parse_token(t)
+                    .ok_or_else(|| MatrixError::invalid_param("invalid pagination token"))?
+                    .0,
+            )),
+            None => Ok(None),
+        }
+    };
+    let (from, to) = (token(&q.from)?, token(&q.to)?);
+    let limit = q.limit.unwrap_or(10).clamp(1, 1000);
+    let filter_json = parse_filter(&hs, &auth, q.filter.as_deref())?;
+    let lazy = filter_json
+        .as_ref()
+        .and_then(|f| f.get("lazy_load_members"))
+        .and_then(Value::as_bool)
+        .unwrap_or(false);
+    let types: Option<Vec<String>> = filter_json
+        .as_ref()
+        .and_then(|f| f.get("types"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        });
+    let not_types: Vec<String> = filter_json
+        .as_ref()
+        .and_then(|f| f.get("not_types"))
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+
+    let start = from.unwrap_or(if backwards { until } else { 0 }).min(until);
+    let events = if backwards {
+        hs.store
+            .room_events(&room, to.unwrap_or(0), start, true, limit)?
+    } else {
+        hs.store
+            .room_events(&room, start, to.unwrap_or(until).min(until), false, limit)?
+    };
+    let end = if events.len() < limit {
+        None
+    } else {
+        events.last().map(|e| {
+            if backwards {
+                e.stream_pos - 1
+            } else {
+                e.stream_pos
+            }
+        })
+    };
+    let wanted: Vec<StoredEvent> = events
+        .into_iter()
+        .filter(|e| {
+            let v = e.value();
+            let kind = v["type"].as_str().unwrap_or("");
+            types.as_ref().is_none_or(|t| t.iter().any(|x| x == kind))
+                && !not_types.iter().any(|x| x == kind)
+        })
+        .collect();
+    let mut out = json!({
+        "start": q.from.clone().unwrap_or_else(|| format!("t{start}")),
+        "chunk": wanted.iter().map(|e| format(&hs, e, &auth)).collect::<Vec<_>>(),
+    });
+    if let Some(end) = end {
+        out["end"] = json!(format!("t{end}"));
+    }
+    if lazy {
+        out["state"] = json!(lazy_members(&hs, &auth, &room, &wanted)?);
+    }
+    Ok(Json(out))
+}

@@ -1,0 +1,180 @@
+//! Media: upload, download, thumbnails and config, under the legacy
+//! `/_matrix/media/*` paths and the authenticated `/_matrix/client/v1/media`.
+
+use super::{Hs, Resp};
+use crate::error::{ApiResult, MatrixError};
+use crate::extract::Auth;
+use crate::{now_ms, random_token, Homeserver};
+use axum::body::Bytes;
+use axum::extract::{Path, Query, Request};
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use conifer_store::MediaRecord;
+use serde::Deserialize;
+use serde_json::json;
+use std::sync::Arc;
+
+pub fn legacy_routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route("/upload", post(upload))
+        .route("/config", get(config))
+        .route("/download/:server/:id", get(download_legacy))
+        .route(
+            "/download/:server/:id/:filename",
+            get(download_named_legacy),
+        )
+        .route("/thumbnail/:server/:id", get(thumbnail_legacy))
+}
+
+pub fn client_v1_routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route("/media/config", get(config))
+        .route("/media/download/:server/:id", get(download))
+        .route("/media/download/:server/:id/:filename", get(download_named))
+        .route("/media/thumbnail/:server/:id", get(thumbnail))
+}
+
+async fn config(hs: Hs, _auth: Auth) -> Resp {
+    Ok(Json(
+        json!({ "m.upload.size": hs.config.media.max_upload_bytes }),
+    ))
+}
+
+#[derive(Deserialize)]
+struct UploadQuery {
+    filename: Option<String>,
+}
+
+async fn upload(hs: Hs, auth: Auth, Query(q): Query<UploadQuery>, req: Request) -> Resp {
+    let limit = hs.config.media.max_upload_bytes;
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("application/octet-stream")
+        .to_owned();
+    let bytes = axum::body::to_bytes(req.into_body(), limit)
+        .await
+        .map_err(|_| MatrixError::too_large(format!("uploads are limited to {limit} bytes")))?;
+    let sha = hs.media.put(&bytes).map_err(|e| {
+        tracing::error!(error = %e, "cannot store media");
+        MatrixError::unknown_internal("cannot store media")
+    })?;
+    let media_id = random_token(24);
+    hs.store.put_media(&MediaRecord {
+        media_id: media_id.clone(),
+        sha256: sha,
+        content_type,
+        filename: q.filename,
+        size: bytes.len() as u64,
+        uploader: auth.user_id,
+        created_ts: now_ms(),
+    })?;
+    Ok(Json(
+        json!({ "content_uri": format!("mxc://{}/{}", hs.server_name, media_id) }),
+    ))
+}
+
+fn local_media(hs: &Homeserver, server: &str, id: &str) -> ApiResult<MediaRecord> {
+    if server != hs.server_name.as_str() {
+        return Err(MatrixError::not_found("remote media is not available yet"));
+    }
+    hs.store
+        .media(id)?
+        .ok_or_else(|| MatrixError::not_found("media not found"))
+}
+
+fn serve(hs: &Homeserver, server: &str, id: &str, filename: Option<&str>) -> ApiResult<Response> {
+    let m = local_media(hs, server, id)?;
+    let bytes = hs
+        .media
+        .get(&m.sha256)
+        .map_err(|_| MatrixError::not_found("media not found"))?;
+    let mut headers = HeaderMap::new();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&m.content_type)
+            .unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
+    // Media never runs as active content in the homeserver's origin.
+    headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';"));
+    if let Some(name) = filename.or(m.filename.as_deref()) {
+        let encoded =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        if let Ok(v) = HeaderValue::from_str(&format!("inline; filename*=utf-8''{encoded}")) {
+            headers.insert(header::CONTENT_DISPOSITION, v);
+        }
+    }
+    Ok((headers, Bytes::from(bytes)).into_response())
+}
+
+async fn download(
+    hs: Hs,
+    _auth: Auth,
+    Path((server, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    serve(&hs, &server, &id, None)
+}
+async fn download_named(
+    hs: Hs,
+    _auth: Auth,
+    Path((server, id, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    serve(&hs, &server, &id, Some(&name))
+}
+async fn download_legacy(
+    hs: Hs,
+    Path((server, id)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    serve(&hs, &server, &id, None)
+}
+async fn download_named_legacy(
+    hs: Hs,
+    Path((server, id, name)): Path<(String, String, String)>,
+) -> ApiResult<Response> {
+    serve(&hs, &server, &id, Some(&name))
+}
+
+#[derive(Deserialize)]
+struct ThumbQuery {
+    width: Option<u32>,
+    height: Option<u32>,
+    method: Option<String>,
+}
+
+fn thumb(hs: &Homeserver, server: &str, id: &str, q: &ThumbQuery) -> ApiResult<Response> {
+    let (Some(w), Some(h)) = (q.width, q.height) else {
+        return Err(MatrixError::missing_param("width and height"));
+    };
+    let crop = match q.method.as_deref() {
+        Some("crop") => true,
+        Some("scale") | None => false,
+        Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
+    };
+    let m = local_media(hs, server, id)?;
+    match hs.media.thumbnail(&m.sha256, w, h, crop) {
+        Some((bytes, kind)) => {
+            Ok(([(header::CONTENT_TYPE, kind)], Bytes::from(bytes)).into_response())
+        }
+        // Not an image we can scale: the spec allows serving the original.
+        None => serve(hs, server, id, None),
+    }
+}
+
+async fn thumbnail(
+    hs: Hs,
+    _auth: Auth,
+    Path((server, id)): Path<(String, String)>,
+    Query(q): Query<ThumbQuery>,
+) -> ApiResult<Response> {
+    thumb(&hs, &server, &id, &q)
+}
+async fn thumbnail_legacy(
+    hs: Hs,
+    Path((server, id)): Path<(String, String)>,
+    Query(q): Query<ThumbQuery>,
+) -> ApiResult<Response> {
+    thumb(&hs, &server, &id, &q)
+}

@@ -1,0 +1,358 @@
+//! Creating rooms and changing memberships.
+
+use super::{room_id, user_id, Hs, Resp};
+use crate::error::{ApiResult, MatrixError};
+use crate::extract::{Auth, Json as Body};
+use crate::ratelimit::Action;
+use crate::Homeserver;
+use axum::extract::Path;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use conifer_rooms::{CreateRoomOptions, EventTemplate, Preset};
+use serde::Deserialize;
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+pub fn routes() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .route("/createRoom", post(create_room))
+        .route("/joined_rooms", get(joined_rooms))
+        .route("/join/:room", post(join_by_id_or_alias))
+        .route("/rooms/:room/join", post(join_by_id))
+        .route("/knock/:room", post(knock))
+        .route("/rooms/:room/invite", post(invite))
+        .route("/rooms/:room/leave", post(leave))
+        .route("/rooms/:room/forget", post(forget))
+        .route("/rooms/:room/kick", post(kick))
+        .route("/rooms/:room/ban", post(ban))
+        .route("/rooms/:room/unban", post(unban))
+}
+
+#[derive(Deserialize)]
+struct CreateRoomBody {
+    visibility: Option<String>,
+    room_alias_name: Option<String>,
+    name: Option<String>,
+    topic: Option<String>,
+    #[serde(default)]
+    invite: Vec<String>,
+    room_version: Option<String>,
+    creation_content: Option<Value>,
+    #[serde(default)]
+    initial_state: Vec<InitialState>,
+    preset: Option<String>,
+    #[serde(default)]
+    is_direct: bool,
+    power_level_content_override: Option<Value>,
+}
+
+#[derive(Deserialize)]
+struct InitialState {
+    #[serde(rename = "type")]
+    kind: String,
+    #[serde(default)]
+    state_key: String,
+    content: Value,
+}
+
+async fn create_room(hs: Hs, auth: Auth, Body(body): Body<CreateRoomBody>) -> Resp {
+    hs.limits.check(Action::Message, &auth.user_id)?;
+    let public = match body.visibility.as_deref() {
+        Some("public") => true,
+        Some("private") | None => false,
+        Some(_) => {
+            return Err(MatrixError::bad_json(
+                "visibility must be public or private",
+            ))
+        }
+    };
+    let preset = match body.preset.as_deref() {
+        Some("public_chat") => Preset::PublicChat,
+        Some("trusted_private_chat") => Preset::TrustedPrivateChat,
+        Some("private_chat") => Preset::PrivateChat,
+        None if public => Preset::PublicChat,
+        None => Preset::PrivateChat,
+        Some(other) => return Err(MatrixError::bad_json(format!("unknown preset {other}"))),
+    };
+    for invitee in &body.invite {
+        user_id(invitee)?;
+    }
+    if body
+        .creation_content
+        .as_ref()
+        .is_some_and(|c| !c.is_object())
+        || body
+            .power_level_content_override
+            .as_ref()
+            .is_some_and(|c| !c.is_object())
+    {
+        return Err(MatrixError::bad_json(
+            "creation_content and power_level_content_override must be objects",
+        ));
+    }
+    let version = body
+        .room_version
+        .clone()
+        .unwrap_or_else(|| hs.config.rooms.default_version.clone());
+    if !conifer_rooms::is_supported(&version) {
+        return Err(MatrixError::unsupported_room_version(format!(
+            "room version {version} is not supported"
+        )));
+    }
+    let alias = match &body.room_alias_name {
+        Some(local) => {
+            let alias = format!("#{local}:{}", hs.server_name);
+            conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias.as_str())
+                .map_err(|_| MatrixError::invalid_param("invalid room_alias_name"))?;
+            Some(alias)
+        }
+        None => None,
+    };
+    let me = hs.store.user(&auth.user_id)?;
+    let options = CreateRoomOptions {
+        version,
+        creator: auth.user_id.clone(),
+        creator_displayname: me.as_ref().and_then(|u| u.displayname.clone()),
+        creator_avatar_url: me.as_ref().and_then(|u| u.avatar_url.clone()),
+        preset,
+        name: body.name,
+        topic: body.topic,
+        canonical_alias: alias.clone(),
+        creation_content: body.creation_content,
+        power_level_content_override: body.power_level_content_override,
+        initial_state: body
+            .initial_state
+            .into_iter()
+            .map(|s| EventTemplate {
+                kind: s.kind,
+                state_key: Some(s.state_key),
+                content: s.content,
+                redacts: None,
+            })
+            .collect(),
+        invite: body.invite,
+        is_direct: body.is_direct,
+    };
+    let room = hs.create_room(options, public, alias).await?;
+    Ok(Json(json!({ "room_id": room })))
+}
+
+async fn joined_rooms(hs: Hs, auth: Auth) -> Resp {
+    let rooms: Vec<String> = hs
+        .store
+        .user_memberships(&auth.user_id)?
+        .into_iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| m.room_id)
+        .collect();
+    Ok(Json(json!({ "joined_rooms": rooms })))
+}
+
+/// Sends a membership event for `target` with the sender's profile when it
+/// is about the sender itself.
+async fn membership_event(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    target: &str,
+    membership: &str,
+    reason: Option<&str>,
+    extra: Option<&Value>,
+) -> ApiResult<()> {
+    let mut content = json!({ "membership": membership });
+    if target == auth.user_id && matches!(membership, "join" | "knock") {
+        if let Some(u) = hs.store.user(target)? {
+            if let Some(n) = u.displayname {
+                content["displayname"] = json!(n);
+            }
+            if let Some(a) = u.avatar_url {
+                content["avatar_url"] = json!(a);
+            }
+        }
+    }
+    if let Some(r) = reason {
+        content["reason"] = json!(r);
+    }
+    if let Some(Value::Object(extra)) = extra {
+        for (k, v) in extra {
+            content
+                .as_object_mut()
+                .expect("object")
+                .entry(k.clone())
+                .or_insert(v.clone());
+        }
+    }
+    if hs.store.room(room)?.is_none() {
+        return Err(MatrixError::not_found(
+            "unknown room (joining rooms on other servers needs federation)",
+        ));
+    }
+    let template = EventTemplate {
+        kind: "m.room.member".into(),
+        state_key: Some(target.to_owned()),
+        content,
+        redacts: None,
+    };
+    hs.send_event(room, &auth.user_id, template, None).await?;
+    Ok(())
+}
+
+/// A room ID, or the room an alias points at.
+fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> ApiResult<String> {
+    if id_or_alias.starts_with('#') {
+        return Ok(hs
+            .store
+            .alias(id_or_alias)?
+            .ok_or_else(|| MatrixError::not_found("room alias not found"))?
+            .room_id);
+    }
+    room_id(id_or_alias)?;
+    Ok(id_or_alias.to_owned())
+}
+
+async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value) -> Resp {
+    hs.limits.check(Action::Message, &auth.user_id)?;
+    if hs.membership(room, &auth.user_id)?.as_deref() != Some("join") {
+        let reason = body.get("reason").and_then(Value::as_str);
+        membership_event(hs, auth, room, &auth.user_id, "join", reason, None).await?;
+    }
+    Ok(Json(json!({ "room_id": room })))
+}
+
+async fn join_by_id_or_alias(
+    hs: Hs,
+    auth: Auth,
+    Path(room): Path<String>,
+    Body(body): Body<Value>,
+) -> Resp {
+    let room = resolve_room(&hs, &room)?;
+    join(&hs, &auth, &room, &body).await
+}
+
+async fn join_by_id(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    room_id(&room)?;
+    join(&hs, &auth, &room, &body).await
+}
+
+async fn knock(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    let room = resolve_room(&hs, &room)?;
+    membership_event(
+        &hs,
+        &auth,
+        &room,
+        &auth.user_id,
+        "knock",
+        body.get("reason").and_then(Value::as_str),
+        None,
+    )
+    .await?;
+    Ok(Json(json!({ "room_id": room })))
+}
+
+fn target(body: &Value) -> ApiResult<String> {
+    let t = body
+        .get("user_id")
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::missing_param("user_id"))?;
+    user_id(t)?;
+    Ok(t.to_owned())
+}
+
+async fn invite(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    room_id(&room)?;
+    let t = target(&body)?;
+    let extra = json!({});
+    membership_event(
+        &hs,
+        &auth,
+        &room,
+        &t,
+        "invite",
+        body.get("reason").and_then(Value::as_str),
+        Some(&extra),
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+async fn leave(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    room_id(&room)?;
+    match hs.membership(&room, &auth.user_id)?.as_deref() {
+        Some("join") | Some("invite") | Some("knock") => {
+            membership_event(
+                &hs,
+                &auth,
+                &room,
+                &auth.user_id,
+                "leave",
+                body.get("reason").and_then(Value::as_str),
+                None,
+            )
+            .await?;
+        }
+        Some(_) => {}
+        None => return Err(MatrixError::forbidden("you are not in this room")),
+    }
+    Ok(Json(json!({})))
+}
+
+async fn forget(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
+    room_id(&room)?;
+    match hs.membership(&room, &auth.user_id)?.as_deref() {
+        Some("join") => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_REQUEST,
+            "M_UNKNOWN",
+            "leave the room before forgetting it",
+        )),
+        None => Err(MatrixError::not_found("you were never in this room")),
+        Some(_) => {
+            hs.store.forget_room(&room, &auth.user_id)?;
+            Ok(Json(json!({})))
+        }
+    }
+}
+
+async fn moderate(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    body: &Value,
+    membership: &str,
+) -> Resp {
+    room_id(room)?;
+    let t = target(body)?;
+    membership_event(
+        hs,
+        auth,
+        room,
+        &t,
+        membership,
+        body.get("reason").and_then(Value::as_str),
+        None,
+    )
+    .await?;
+    Ok(Json(json!({})))
+}
+
+async fn kick(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    let t = target(&body)?;
+    if !matches!(
+        hs.membership(&room, &t)?.as_deref(),
+        Some("join") | Some("invite") | Some("knock")
+    ) {
+        return Err(MatrixError::forbidden("the user is not in the room"));
+    }
+    moderate(&hs, &auth, &room, &body, "leave").await
+}
+
+async fn ban(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    moderate(&hs, &auth, &room, &body, "ban").await
+}
+
+async fn unban(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
+    let t = target(&body)?;
+    if hs.membership(&room, &t)?.as_deref() != Some("ban") {
+        return Err(MatrixError::forbidden("the user is not banned"));
+    }
+    moderate(&hs, &auth, &room, &body, "leave").await
+}

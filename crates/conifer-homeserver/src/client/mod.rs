@@ -1,0 +1,104 @@
+//! The Client-Server API as an axum router.
+//!
+//! Every endpoint is served under `/_matrix/client/v3` and, for older
+//! clients such as Hydrogen, under the legacy `/_matrix/client/r0` too.
+//! Unknown paths answer `M_UNRECOGNIZED` (404), wrong methods 405.
+
+mod account;
+mod account_data;
+mod directory;
+mod ephemeral;
+mod events;
+mod keys;
+mod media;
+mod membership;
+mod misc;
+mod profile;
+mod pushrules;
+mod sync;
+
+use crate::error::MatrixError;
+use crate::Homeserver;
+use axum::http::{header, Method};
+use axum::Router;
+use std::sync::Arc;
+use tower_http::cors::{Any, CorsLayer};
+
+pub(crate) type Resp = crate::ApiResult<axum::Json<serde_json::Value>>;
+pub(crate) type Hs = axum::extract::State<Arc<Homeserver>>;
+
+/// The versioned client API, shared by the v3 and r0 prefixes.
+fn client_api() -> Router<Arc<Homeserver>> {
+    Router::new()
+        .merge(account::routes())
+        .merge(account_data::routes())
+        .merge(directory::routes())
+        .merge(ephemeral::routes())
+        .merge(events::routes())
+        .merge(keys::routes())
+        .merge(membership::routes())
+        .merge(misc::routes())
+        .merge(profile::routes())
+        .merge(pushrules::routes())
+        .merge(sync::routes())
+}
+
+/// The whole client-facing HTTP surface of the homeserver.
+pub fn router(hs: Arc<Homeserver>) -> Router {
+    let cors = CorsLayer::new()
+        .allow_origin(Any)
+        .allow_methods([
+            Method::GET,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+        ])
+        .allow_headers([
+            header::AUTHORIZATION,
+            header::CONTENT_TYPE,
+            header::ACCEPT,
+            "x-requested-with".parse().unwrap(),
+        ]);
+    let api = client_api();
+    Router::new()
+        .nest("/_matrix/client/v3", api.clone())
+        .nest("/_matrix/client/r0", api)
+        .nest(
+            "/_matrix/client/v1",
+            account::v1_routes()
+                .merge(media::client_v1_routes())
+                .merge(events::v1_routes()),
+        )
+        .nest("/_matrix/client/unstable", misc::unstable_routes())
+        .nest("/_matrix/media/v3", media::legacy_routes())
+        .nest("/_matrix/media/r0", media::legacy_routes())
+        .nest("/_matrix/media/v1", media::legacy_routes())
+        .merge(misc::root_routes())
+        .nest("/_synapse/admin/v1", account::admin_routes())
+        .fallback(|| async { MatrixError::unrecognized("unrecognized request") })
+        .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(cors)
+        .with_state(hs)
+}
+
+/// Parses a user ID from a path, `M_INVALID_PARAM` otherwise.
+pub(crate) fn user_id(s: &str) -> crate::ApiResult<conifer_rooms::ruma::OwnedUserId> {
+    conifer_rooms::ruma::OwnedUserId::try_from(s)
+        .map_err(|_| MatrixError::invalid_param(format!("{s:?} is not a user ID")))
+}
+
+pub(crate) fn room_id(s: &str) -> crate::ApiResult<conifer_rooms::ruma::OwnedRoomId> {
+    conifer_rooms::ruma::OwnedRoomId::try_from(s)
+        .map_err(|_| MatrixError::invalid_param(format!("{s:?} is not a room ID")))
+}
+
+/// Only the user itself may touch its own resources.
+pub(crate) fn require_self(auth: &crate::Auth, user: &str) -> crate::ApiResult<()> {
+    if auth.user_id == user {
+        Ok(())
+    } else {
+        Err(MatrixError::forbidden("you can only access your own data"))
+    }
+}

@@ -1,0 +1,175 @@
+//! Conifer's embeddable Matrix homeserver.
+//!
+//! [`Homeserver`] owns the storage, the signing key and the in-memory parts
+//! (room caches and locks, typing, rate limits); [`client::router`] is the
+//! Client-Server API as an axum router over it. Embedders start one with
+//! [`Homeserver::open`] and serve the router wherever they like.
+
+pub mod client;
+pub mod config;
+pub mod error;
+mod extract;
+mod format;
+mod media;
+mod password;
+mod push;
+mod ratelimit;
+mod rooms;
+mod sync;
+mod typing;
+
+pub use config::Config;
+pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
+pub use error::{ApiResult, MatrixError};
+pub use extract::Auth;
+
+use conifer_rooms::{Pdu, ServerKey};
+use conifer_store::sqlite::SqliteStore;
+use conifer_store::Store;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Most events kept decoded in memory.
+const EVENT_CACHE_SIZE: usize = 20_000;
+
+pub struct Homeserver {
+    pub config: Config,
+    pub server_name: OwnedServerName,
+    pub key: ServerKey,
+    pub store: Arc<dyn Store>,
+    rooms: rooms::RoomCaches,
+    events: Mutex<HashMap<String, Arc<Pdu>>>,
+    tokens: Mutex<HashMap<String, Auth>>,
+    pub(crate) typing: typing::Typing,
+    pub(crate) limits: ratelimit::Limits,
+    pub(crate) media: media::MediaFiles,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("{0}")]
+    Config(#[from] config::ConfigError),
+    #[error("cannot create {path}: {source}")]
+    DataDir {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the database: {0}")]
+    Store(#[from] conifer_store::StoreError),
+}
+
+impl Homeserver {
+    /// Opens the homeserver's data under `config.data_dir` with the given
+    /// server name and signing-key seed (`key_version` is the part after
+    /// `ed25519:` in the key ID).
+    pub fn open(
+        config: Config,
+        server_name: &ServerName,
+        key_version: &str,
+        seed: &[u8; 32],
+    ) -> Result<Arc<Self>, StartError> {
+        config.validate()?;
+        let dir = &config.data_dir;
+        std::fs::create_dir_all(dir).map_err(|source| StartError::DataDir {
+            path: dir.clone(),
+            source,
+        })?;
+        let store = SqliteStore::open(&dir.join("homeserver.db"))?;
+        let media =
+            media::MediaFiles::open(&dir.join("media")).map_err(|source| StartError::DataDir {
+                path: dir.join("media"),
+                source,
+            })?;
+        let limits = ratelimit::Limits::new(&config.rate_limits);
+        Ok(Arc::new(Self {
+            server_name: server_name.to_owned(),
+            key: ServerKey::from_seed(server_name, key_version, seed),
+            store,
+            rooms: rooms::RoomCaches::default(),
+            events: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+            typing: typing::Typing::default(),
+            limits,
+            media,
+            config,
+        }))
+    }
+
+    /// The user behind an access token.
+    pub async fn authenticate(&self, token: &str) -> ApiResult<Auth> {
+        if let Some(auth) = self.tokens.lock().unwrap().get(token) {
+            return Ok(auth.clone());
+        }
+        let (user_id, device_id) = self.store.token_owner(token)?.ok_or_else(|| {
+            MatrixError::unknown_token("unknown or expired access token")
+                .with_extra(serde_json::json!({"soft_logout": false}))
+        })?;
+        let auth = Auth {
+            user_id,
+            device_id,
+            token: token.to_owned(),
+        };
+        let mut cache = self.tokens.lock().unwrap();
+        if cache.len() > 10_000 {
+            cache.clear();
+        }
+        cache.insert(token.to_owned(), auth.clone());
+        Ok(auth)
+    }
+
+    /// Forgets cached tokens (after a logout or password change).
+    pub(crate) fn forget_tokens(&self, user_id: &str) {
+        self.tokens
+            .lock()
+            .unwrap()
+            .retain(|_, a| a.user_id != user_id);
+    }
+
+    /// Is this user ID one of ours?
+    pub fn is_local(&self, user_id: &str) -> bool {
+        // The server name is everything after the first colon (it may carry a port).
+        user_id
+            .split_once(':')
+            .is_some_and(|(_, s)| s == self.server_name.as_str())
+    }
+
+    pub(crate) fn cached_event(&self, event_id: &str) -> Option<Arc<Pdu>> {
+        if let Some(e) = self.events.lock().unwrap().get(event_id) {
+            return Some(e.clone());
+        }
+        let stored = self.store.event(event_id).ok()??;
+        let id = conifer_rooms::ruma::OwnedEventId::try_from(event_id).ok()?;
+        let pdu = Arc::new(Pdu::from_json(id, stored.json).ok()?);
+        self.remember_event(pdu.clone());
+        Some(pdu)
+    }
+
+    pub(crate) fn remember_event(&self, pdu: Arc<Pdu>) {
+        let mut cache = self.events.lock().unwrap();
+        if cache.len() >= EVENT_CACHE_SIZE {
+            cache.clear();
+        }
+        cache.insert(pdu.event_id.to_string(), pdu);
+    }
+
+    pub(crate) fn forget_event(&self, event_id: &str) {
+        self.events.lock().unwrap().remove(event_id);
+    }
+}
+
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// A random token of `len` URL-safe letters and digits.
+pub(crate) fn random_token(len: usize) -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::thread_rng();
+    (0..len)
+        .map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char)
+        .collect()
+}

@@ -1,0 +1,438 @@
+//! The room service: building local events on the current state, checking
+//! them against the auth rules and persisting them, one room at a time.
+
+use crate::error::{ApiResult, MatrixError};
+use crate::format::TXN_KEY;
+use crate::{now_ms, push, Homeserver};
+use conifer_rooms::ruma::canonical_json::{redact, try_from_json_map, RedactedBecause};
+use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use conifer_rooms::{
+    build_event, check_auth, create_room_events, rules_for, CreateRoomOptions, EventTemplate, Pdu,
+};
+use conifer_store::NewEvent;
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// What the room service keeps in memory per room, under the room's lock.
+pub struct RoomCache {
+    pub version: String,
+    pub state: HashMap<(String, String), OwnedEventId>,
+    pub extremities: Vec<(OwnedEventId, i64)>,
+}
+
+type Handle = Arc<tokio::sync::Mutex<Option<RoomCache>>>;
+
+#[derive(Default)]
+pub struct RoomCaches {
+    rooms: Mutex<HashMap<String, Handle>>,
+}
+
+impl Homeserver {
+    fn room_handle(&self, room_id: &str) -> Handle {
+        self.rooms
+            .rooms
+            .lock()
+            .unwrap()
+            .entry(room_id.to_owned())
+            .or_default()
+            .clone()
+    }
+
+    fn load_room_cache(&self, room_id: &str) -> ApiResult<RoomCache> {
+        let room = self
+            .store
+            .room(room_id)?
+            .ok_or_else(|| MatrixError::not_found("unknown room"))?;
+        let state = self
+            .store
+            .current_state(room_id)?
+            .into_iter()
+            .filter_map(|(k, v)| Some((k, OwnedEventId::try_from(v).ok()?)))
+            .collect();
+        let extremities = self
+            .store
+            .forward_extremities(room_id)?
+            .into_iter()
+            .filter_map(|id| {
+                let depth = self.cached_event(&id)?.depth;
+                Some((OwnedEventId::try_from(id).ok()?, depth))
+            })
+            .collect();
+        Ok(RoomCache {
+            version: room.version,
+            state,
+            extremities,
+        })
+    }
+
+    /// The current state event for `(kind, state_key)`.
+    pub fn state_event(
+        &self,
+        room_id: &str,
+        kind: &str,
+        state_key: &str,
+    ) -> ApiResult<Option<Arc<Pdu>>> {
+        let state = self.store.current_state(room_id)?;
+        Ok(state
+            .get(&(kind.to_owned(), state_key.to_owned()))
+            .and_then(|id| self.cached_event(id)))
+    }
+
+    /// The user's current membership in the room, if any.
+    pub fn membership(&self, room_id: &str, user_id: &str) -> ApiResult<Option<String>> {
+        Ok(self
+            .store
+            .membership(room_id, user_id)?
+            .map(|m| m.membership))
+    }
+
+    pub fn require_joined(&self, room_id: &str, user_id: &str) -> ApiResult<()> {
+        match self.membership(room_id, user_id)?.as_deref() {
+            Some("join") => Ok(()),
+            _ => Err(MatrixError::forbidden("you are not joined to this room")),
+        }
+    }
+
+    /// The sender's power level and the level an action needs, read from the
+    /// current `m.room.power_levels` content.
+    pub fn power_level(&self, room_id: &str, user_id: &str) -> ApiResult<(i64, Value)> {
+        let create = self.state_event(room_id, "m.room.create", "")?;
+        let pl = self
+            .state_event(room_id, "m.room.power_levels", "")?
+            .map(|p| p.content_value())
+            .unwrap_or(Value::Null);
+        if let Some(create) = &create {
+            let version = create
+                .content_value()
+                .get("room_version")
+                .and_then(Value::as_str)
+                .unwrap_or("1")
+                .to_owned();
+            let creators_privileged = rules_for(&version)
+                .is_some_and(|(_, r)| r.authorization.explicitly_privilege_room_creators);
+            let extra = create
+                .content_value()
+                .get("additional_creators")
+                .cloned()
+                .unwrap_or(json!([]));
+            let is_creator = create.sender.as_str() == user_id
+                || extra
+                    .as_array()
+                    .is_some_and(|a| a.iter().any(|u| u.as_str() == Some(user_id)));
+            if creators_privileged && is_creator {
+                return Ok((i64::MAX, pl));
+            }
+            if pl.is_null() {
+                return Ok((
+                    if create.sender.as_str() == user_id {
+                        100
+                    } else {
+                        0
+                    },
+                    pl,
+                ));
+            }
+        }
+        let level = pl
+            .pointer(&format!(
+                "/users/{}",
+                user_id.replace('~', "~0").replace('/', "~1")
+            ))
+            .and_then(as_int)
+            .or_else(|| pl.get("users_default").and_then(as_int))
+            .unwrap_or(0);
+        Ok((level, pl))
+    }
+
+    /// Builds, authorizes and persists a local event in `room_id`.
+    pub async fn send_event(
+        &self,
+        room_id: &str,
+        sender: &str,
+        template: EventTemplate,
+        txn: Option<(String, String)>,
+    ) -> ApiResult<Arc<Pdu>> {
+        let handle = self.room_handle(room_id);
+        let mut guard = handle.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_room_cache(room_id)?);
+        }
+        let cache = guard.as_mut().expect("just filled");
+        let room = OwnedRoomId::try_from(room_id)
+            .map_err(|_| MatrixError::invalid_param("bad room ID"))?;
+        let sender_id =
+            OwnedUserId::try_from(sender).map_err(|_| MatrixError::invalid_param("bad user ID"))?;
+        let pdu = {
+            let lookup = |t: &str, k: &str| cache.state.get(&(t.to_owned(), k.to_owned())).cloned();
+            build_event(
+                &cache.version,
+                &room,
+                &sender_id,
+                &template,
+                &cache.extremities,
+                &lookup,
+                now_ms(),
+                &self.key,
+            )?
+        };
+        self.accept_local(
+            room_id,
+            cache,
+            pdu,
+            txn.map(|(d, t)| (sender.to_owned(), d, t)),
+        )
+        .await
+    }
+
+    /// Authorizes and persists an event built on `cache`, then advances the cache.
+    async fn accept_local(
+        &self,
+        room_id: &str,
+        cache: &mut RoomCache,
+        pdu: Pdu,
+        txn: Option<(String, String, String)>,
+    ) -> ApiResult<Arc<Pdu>> {
+        let state = &cache.state;
+        check_auth(
+            &cache.version,
+            &pdu,
+            |id| self.cached_event(id.as_str()),
+            |t, k| {
+                state
+                    .get(&(t.to_string(), k.to_owned()))
+                    .and_then(|id| self.cached_event(id.as_str()))
+            },
+        )?;
+        let kind = pdu.kind.to_string();
+        if kind == "m.room.redaction" {
+            self.check_redaction_allowed(room_id, &pdu)?;
+        }
+        let mut value: Value =
+            serde_json::from_str(&pdu.json).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let mut unsigned = serde_json::Map::new();
+        if let Some(sk) = &pdu.state_key {
+            if let Some(prev) = state
+                .get(&(kind.clone(), sk.clone()))
+                .and_then(|id| self.cached_event(id.as_str()))
+            {
+                unsigned.insert("prev_content".into(), prev.content_value());
+                unsigned.insert("replaces_state".into(), json!(prev.event_id));
+                unsigned.insert("prev_sender".into(), json!(prev.sender));
+            }
+        }
+        if let Some((_, device, txn_id)) = &txn {
+            unsigned.insert(
+                TXN_KEY.into(),
+                json!({ "device": device, "txn_id": txn_id }),
+            );
+        }
+        if !unsigned.is_empty() {
+            value["unsigned"] = Value::Object(unsigned);
+        }
+        let stored_json = value.to_string();
+        let notify = self.notifications_for(room_id, &pdu, &stored_json).await?;
+        let membership = (kind == "m.room.member").then(|| {
+            pdu.content_value()
+                .get("membership")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_owned()
+        });
+        self.store.persist_event(NewEvent {
+            room_id: room_id.to_owned(),
+            event_id: pdu.event_id.to_string(),
+            json: stored_json.clone(),
+            depth: pdu.depth,
+            kind: kind.clone(),
+            state_key: pdu.state_key.clone(),
+            sender: pdu.sender.to_string(),
+            origin_server_ts: pdu.origin_server_ts.get().into(),
+            prev_events: pdu.prev_events.iter().map(|e| e.to_string()).collect(),
+            membership,
+            txn,
+            notify,
+        })?;
+        if let Some(sk) = &pdu.state_key {
+            cache
+                .state
+                .insert((kind.clone(), sk.clone()), pdu.event_id.clone());
+        }
+        cache.extremities = vec![(pdu.event_id.clone(), pdu.depth)];
+        let mut stored = pdu.clone();
+        stored.json = stored_json;
+        let stored = Arc::new(stored);
+        self.remember_event(stored.clone());
+        if kind == "m.room.redaction" {
+            self.apply_redaction(&cache.version, room_id, &stored)?;
+        }
+        Ok(stored)
+    }
+
+    /// Who gets a notification for this event: local joined members other
+    /// than the sender whose push rules say notify.
+    async fn notifications_for(
+        &self,
+        room_id: &str,
+        pdu: &Pdu,
+        json: &str,
+    ) -> ApiResult<Vec<(String, bool)>> {
+        let members = self.store.room_members(room_id, Some("join"))?;
+        let count = members.len() as u64;
+        let mut out = Vec::new();
+        for (user, _) in members {
+            if user == pdu.sender.as_str() || !self.is_local(&user) {
+                continue;
+            }
+            let name = self
+                .store
+                .user(&user)?
+                .and_then(|u| u.displayname)
+                .unwrap_or_else(|| {
+                    user.trim_start_matches('@')
+                        .split(':')
+                        .next()
+                        .unwrap_or("")
+                        .to_owned()
+                });
+            let (notify, highlight) =
+                push::evaluate(self, room_id, json, count, &user, &name).await;
+            if notify {
+                out.push((user, highlight));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Redacting someone else's event needs the room's `redact` level.
+    fn check_redaction_allowed(&self, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
+        let Some(target) = redaction
+            .redacts
+            .as_ref()
+            .and_then(|id| self.cached_event(id.as_str()))
+        else {
+            return Ok(()); // Redacting an unknown event is allowed and does nothing.
+        };
+        if target.sender == redaction.sender {
+            return Ok(());
+        }
+        let (level, pl) = self.power_level(room_id, redaction.sender.as_str())?;
+        let needed = pl.get("redact").and_then(as_int).unwrap_or(50);
+        if level < needed {
+            return Err(MatrixError::forbidden(
+                "you may not redact other users' events",
+            ));
+        }
+        Ok(())
+    }
+
+    fn apply_redaction(&self, version: &str, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
+        let Some(target) = redaction
+            .redacts
+            .as_ref()
+            .and_then(|id| self.cached_event(id.as_str()))
+        else {
+            return Ok(());
+        };
+        let Some((_, rules)) = rules_for(version) else {
+            return Ok(());
+        };
+        let Ok(Value::Object(map)) = serde_json::from_str::<Value>(&target.json) else {
+            return Ok(());
+        };
+        let Ok(object) = try_from_json_map(map) else {
+            return Ok(());
+        };
+        let because = crate::format::client_event(
+            &redaction.json,
+            redaction.event_id.as_str(),
+            room_id,
+            None,
+            now_ms(),
+        );
+        let because = match because {
+            Value::Object(m) => try_from_json_map(m).ok().map(RedactedBecause::from_json),
+            _ => None,
+        };
+        let redacted = redact(object, &rules.redaction, because)
+            .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        let json =
+            serde_json::to_string(&redacted).map_err(|e| MatrixError::bad_json(e.to_string()))?;
+        self.store.redact_event(target.event_id.as_str(), &json)?;
+        self.forget_event(target.event_id.as_str());
+        Ok(())
+    }
+
+    /// Creates a room with its initial events; returns the room ID.
+    pub async fn create_room(
+        &self,
+        options: CreateRoomOptions,
+        publish: bool,
+        alias: Option<String>,
+    ) -> ApiResult<String> {
+        let (_, rules) = rules_for(&options.version).ok_or_else(|| {
+            MatrixError::unsupported_room_version(format!(
+                "room version {} is not supported",
+                options.version
+            ))
+        })?;
+        if let Some(a) = &alias {
+            if self.store.alias(a)?.is_some() {
+                return Err(MatrixError::room_in_use("room alias already taken"));
+            }
+        }
+        let mut templates = create_room_events(&options).into_iter();
+        let create = templates.next().expect("the create event comes first");
+        let creator = OwnedUserId::try_from(options.creator.as_str())
+            .map_err(|_| MatrixError::invalid_param("bad user ID"))?;
+        let placeholder =
+            OwnedRoomId::try_from(format!("!{}:{}", crate::random_token(18), self.server_name))
+                .map_err(|_| MatrixError::unknown_internal("cannot form a room ID"))?;
+        let none = |_: &str, _: &str| None;
+        let create_pdu = build_event(
+            &options.version,
+            &placeholder,
+            &creator,
+            &create,
+            &[],
+            &none,
+            now_ms(),
+            &self.key,
+        )?;
+        // Since room version 12 the room ID is the create event's ID.
+        let room_id = if rules.authorization.room_create_event_id_as_room_id {
+            format!("!{}", &create_pdu.event_id.as_str()[1..])
+        } else {
+            placeholder.to_string()
+        };
+        self.store.create_room(&room_id, &options.version)?;
+        {
+            let handle = self.room_handle(&room_id);
+            let mut guard = handle.lock().await;
+            let cache = guard.insert(RoomCache {
+                version: options.version.clone(),
+                state: HashMap::new(),
+                extremities: vec![],
+            });
+            self.accept_local(&room_id, cache, create_pdu, None).await?;
+        }
+        for template in templates {
+            self.send_event(&room_id, creator.as_str(), template, None)
+                .await?;
+        }
+        if publish {
+            self.store.set_room_published(&room_id, true)?;
+        }
+        if let Some(a) = alias {
+            self.store
+                .put_alias(&a, &room_id, creator.as_str())
+                .map_err(|_| MatrixError::room_in_use("room alias already taken"))?;
+        }
+        Ok(room_id)
+    }
+}
+
+pub fn as_int(v: &Value) -> Option<i64> {
+    v.as_i64()
+        .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}

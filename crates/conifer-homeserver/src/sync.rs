@@ -1,0 +1,569 @@
+//! `/sync` (v3): one global stream position plus the typing serial make the
+//! token `s{position}_{typing}`. A long-poll subscribes to both before it
+//! reads, so a write that lands between the read and the wait still wakes it.
+
+use crate::error::ApiResult;
+use crate::format::{client_event, stripped_state, without_room_id};
+use crate::{now_ms, push, Auth, Homeserver};
+use conifer_store::StoredEvent;
+use serde_json::{json, Map, Value};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::time::Duration;
+
+/// Most to-device messages in one response.
+const TO_DEVICE_LIMIT: usize = 100;
+
+#[derive(Debug, Clone)]
+pub struct SyncFilter {
+    pub timeline_limit: usize,
+    pub lazy_load_members: bool,
+    pub include_leave: bool,
+    pub rooms: Option<Vec<String>>,
+    pub not_rooms: Vec<String>,
+    pub timeline_types: Option<Vec<String>>,
+    pub timeline_not_types: Vec<String>,
+    pub state_types: Option<Vec<String>>,
+    pub presence_enabled: bool,
+    pub account_data_enabled: bool,
+}
+
+impl Default for SyncFilter {
+    fn default() -> Self {
+        Self {
+            timeline_limit: 10,
+            lazy_load_members: false,
+            include_leave: false,
+            rooms: None,
+            not_rooms: vec![],
+            timeline_types: None,
+            timeline_not_types: vec![],
+            state_types: None,
+            presence_enabled: true,
+            account_data_enabled: true,
+        }
+    }
+}
+
+fn strings(v: Option<&Value>) -> Option<Vec<String>> {
+    v.and_then(Value::as_array).map(|a| {
+        a.iter()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    })
+}
+
+/// A `*` wildcard at the end of a type filter matches any suffix.
+fn type_matches(pattern: &str, kind: &str) -> bool {
+    match pattern.strip_suffix('*') {
+        Some(prefix) => kind.starts_with(prefix),
+        None => pattern == kind,
+    }
+}
+
+impl SyncFilter {
+    /// Reads the parts of a Matrix filter definition that sync honours.
+    pub fn from_json(f: &Value) -> Self {
+        let mut s = SyncFilter::default();
+        let room = f.get("room").cloned().unwrap_or(Value::Null);
+        if let Some(l) = room.pointer("/timeline/limit").and_then(Value::as_u64) {
+            s.timeline_limit = l.clamp(1, 1000) as usize;
+        }
+        s.lazy_load_members = room
+            .pointer("/state/lazy_load_members")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        s.include_leave = room
+            .get("include_leave")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        s.rooms = strings(room.get("rooms"));
+        s.not_rooms = strings(room.get("not_rooms")).unwrap_or_default();
+        s.timeline_types = strings(room.pointer("/timeline/types"));
+        s.timeline_not_types = strings(room.pointer("/timeline/not_types")).unwrap_or_default();
+        s.state_types = strings(room.pointer("/state/types"));
+        s.presence_enabled = strings(f.pointer("/presence/types")).is_none_or(|t| !t.is_empty());
+        s.account_data_enabled =
+            strings(f.pointer("/account_data/types")).is_none_or(|t| !t.is_empty());
+        s
+    }
+
+    fn wants_room(&self, room_id: &str) -> bool {
+        self.rooms
+            .as_ref()
+            .is_none_or(|r| r.iter().any(|x| x == room_id))
+            && !self.not_rooms.iter().any(|x| x == room_id)
+    }
+
+    fn wants_timeline(&self, kind: &str) -> bool {
+        self.timeline_types
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
+            && !self
+                .timeline_not_types
+                .iter()
+                .any(|p| type_matches(p, kind))
+    }
+
+    fn wants_state(&self, kind: &str) -> bool {
+        self.state_types
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
+    }
+}
+
+pub struct SyncRequest {
+    pub since: Option<String>,
+    pub full_state: bool,
+    pub timeout: Duration,
+    pub filter: SyncFilter,
+}
+
+/// `s{pos}_{typing}`; also accepts a bare `s{pos}` or pagination token `t{pos}`.
+pub fn parse_token(token: &str) -> Option<(u64, u64)> {
+    let body = token
+        .strip_prefix('s')
+        .or_else(|| token.strip_prefix('t'))?;
+    let mut parts = body.split('_');
+    let pos = parts.next()?.parse().ok()?;
+    let typing = parts.next().map(|t| t.parse().ok()).unwrap_or(Some(0))?;
+    Some((pos, typing))
+}
+
+pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<Value> {
+    let since = match &req.since {
+        Some(t) => Some(
+            parse_token(t)
+                .ok_or_else(|| crate::MatrixError::invalid_param("invalid since token"))?,
+        ),
+        None => None,
+    };
+    let deadline = tokio::time::Instant::now() + req.timeout;
+    let mut store_rx = hs.store.subscribe();
+    let mut typing_rx = hs.typing.subscribe();
+    loop {
+        store_rx.borrow_and_update();
+        typing_rx.borrow_and_update();
+        let (response, empty) = compute(hs, auth, since, &req)?;
+        if since.is_none() || req.full_state || !empty || tokio::time::Instant::now() >= deadline {
+            return Ok(response);
+        }
+        let wake = match hs.typing.next_expiry() {
+            Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
+            None => deadline,
+        };
+        tokio::select! {
+            r = store_rx.changed() => { if r.is_err() { return Ok(response); } }
+            r = typing_rx.changed() => { if r.is_err() { return Ok(response); } }
+            _ = tokio::time::sleep_until(wake) => {}
+        }
+    }
+}
+
+struct Window {
+    from: u64,
+    to: u64,
+    typing_from: u64,
+    initial: bool,
+}
+
+fn compute(
+    hs: &Homeserver,
+    auth: &Auth,
+    since: Option<(u64, u64)>,
+    req: &SyncRequest,
+) -> ApiResult<(Value, bool)> {
+    let user = auth.user_id.as_str();
+    let (since_pos, since_typing) = since.unwrap_or((0, 0));
+    let mut to = hs.store.stream_position();
+    let typing_now = hs.typing.serial();
+
+    let to_device =
+        hs.store
+            .to_device_since(user, &auth.device_id, since_pos, to, TO_DEVICE_LIMIT)?;
+    if to_device.len() == TO_DEVICE_LIMIT {
+        // Deliver the rest next time: everything else stops at the same point.
+        to = to_device.last().map(|(p, _)| *p).unwrap_or(to);
+    }
+    let w = Window {
+        from: since_pos,
+        to,
+        typing_from: since_typing,
+        initial: since.is_none(),
+    };
+    let filter = &req.filter;
+
+    let memberships = hs.store.user_memberships(user)?;
+    let mut join = Map::new();
+    let mut invite = Map::new();
+    let mut leave = Map::new();
+    let mut knock = Map::new();
+    let mut changed_users: BTreeSet<String> = BTreeSet::new();
+    let mut left_users: BTreeSet<String> = BTreeSet::new();
+
+    for m in &memberships {
+        if !filter.wants_room(&m.room_id) || m.stream_pos > w.to {
+            continue;
+        }
+        let is_new = w.initial || m.stream_pos > w.from;
+        match m.membership.as_str() {
+            "join" => {
+                let full = req.full_state || is_new;
+                if let Some(entry) = joined_room(
+                    hs,
+                    auth,
+                    &m.room_id,
+                    &w,
+                    full,
+                    filter,
+                    &mut changed_users,
+                    &mut left_users,
+                )? {
+                    join.insert(m.room_id.clone(), entry);
+                }
+                if !w.initial && m.stream_pos > w.from {
+                    for (member, _) in hs.store.room_members(&m.room_id, Some("join"))? {
+                        changed_users.insert(member);
+                    }
+                }
+            }
+            "invite" if is_new => {
+                invite.insert(m.room_id.clone(), json!({ "invite_state": { "events": invite_state(hs, &m.room_id, &m.event_id)? } }));
+            }
+            "knock" if is_new => {
+                knock.insert(m.room_id.clone(), json!({ "knock_state": { "events": invite_state(hs, &m.room_id, &m.event_id)? } }));
+            }
+            "leave" | "ban" if !m.forgotten && ((!w.initial && is_new) || filter.include_leave) => {
+                let lw = Window {
+                    to: m.stream_pos,
+                    ..w
+                };
+                let from = if w.initial { None } else { Some(w.from) };
+                let (timeline, state) =
+                    timeline_and_state(hs, auth, &m.room_id, from, &lw, true, filter)?;
+                leave.insert(m.room_id.clone(), json!({ "timeline": timeline, "state": { "events": state }, "account_data": { "events": [] } }));
+                if !w.initial {
+                    for (member, _) in hs.store.room_members(&m.room_id, Some("join"))? {
+                        left_users.insert(member);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    let mut device_lists = json!({ "changed": [], "left": [] });
+    let sharing = hs.store.users_sharing_rooms(user)?;
+    if !w.initial {
+        changed_users.extend(hs.store.keys_changed(&sharing, w.from, w.to)?);
+        if hs
+            .store
+            .keys_changed(&[user.to_owned()], w.from, w.to)?
+            .len()
+            == 1
+        {
+            changed_users.insert(user.to_owned());
+        }
+        let sharing_set: BTreeSet<&String> = sharing.iter().collect();
+        left_users.retain(|u| !sharing_set.contains(u) && u != user);
+        changed_users.retain(|u| sharing_set.contains(u) || u == user);
+        device_lists = json!({ "changed": changed_users, "left": left_users });
+    }
+
+    let mut account_data = Vec::new();
+    if filter.account_data_enabled {
+        let mut have_push_rules = false;
+        for (room, kind, content) in hs.store.account_data_since(user, w.from, w.to)? {
+            if room.is_empty() {
+                have_push_rules |= kind == push::PUSH_RULES;
+                account_data.push(json!({ "type": kind, "content": content }));
+            }
+        }
+        if w.initial && !have_push_rules {
+            if let Ok(uid) = conifer_rooms::ruma::OwnedUserId::try_from(user) {
+                account_data.push(
+                    json!({ "type": push::PUSH_RULES, "content": push::ruleset_json(hs, &uid) }),
+                );
+            }
+        }
+    }
+
+    let mut presence = Vec::new();
+    if filter.presence_enabled {
+        for p in hs.store.presence_since(&sharing, w.from, w.to)? {
+            let mut content = json!({
+                "presence": p.presence,
+                "last_active_ago": now_ms().saturating_sub(p.last_active_ts),
+                "currently_active": p.presence == "online",
+            });
+            if let Some(s) = p.status_msg {
+                content["status_msg"] = json!(s);
+            }
+            presence.push(json!({ "type": "m.presence", "sender": p.user_id, "content": content }));
+        }
+    }
+
+    let otk_counts = hs.store.one_time_key_counts(user, &auth.device_id)?;
+    let fallback = hs.store.unused_fallback_key_types(user, &auth.device_id)?;
+    let to_device_events: Vec<Value> = to_device.into_iter().map(|(_, v)| v).collect();
+
+    let empty = join.is_empty()
+        && invite.is_empty()
+        && leave.is_empty()
+        && knock.is_empty()
+        && to_device_events.is_empty()
+        && account_data.is_empty()
+        && presence.is_empty()
+        && device_lists["changed"].as_array().is_none_or(Vec::is_empty)
+        && device_lists["left"].as_array().is_none_or(Vec::is_empty);
+
+    let response = json!({
+        "next_batch": format!("s{}_{}", w.to, typing_now),
+        "rooms": { "join": join, "invite": invite, "leave": leave, "knock": knock },
+        "account_data": { "events": account_data },
+        "presence": { "events": presence },
+        "to_device": { "events": to_device_events },
+        "device_lists": device_lists,
+        "device_one_time_keys_count": otk_counts,
+        "device_unused_fallback_key_types": fallback,
+        "org.matrix.msc2732.device_unused_fallback_key_types": fallback,
+    });
+    Ok((response, empty))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn joined_room(
+    hs: &Homeserver,
+    auth: &Auth,
+    room_id: &str,
+    w: &Window,
+    full: bool,
+    filter: &SyncFilter,
+    changed_users: &mut BTreeSet<String>,
+    left_users: &mut BTreeSet<String>,
+) -> ApiResult<Option<Value>> {
+    let user = auth.user_id.as_str();
+    // A full room (initial sync, new join, full_state) shows the latest events
+    // with all state before them; otherwise only what happened since `from`.
+    let from = if full { None } else { Some(w.from) };
+    let (timeline, state) = timeline_and_state(hs, auth, room_id, from, w, full, filter)?;
+
+    // Membership changes in the window feed the device-list tracking.
+    if !w.initial {
+        for e in timeline["events"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(state.iter())
+        {
+            if e["type"] == "m.room.member" {
+                let target = e["state_key"].as_str().unwrap_or("").to_owned();
+                match e["content"]["membership"].as_str() {
+                    Some("join") => {
+                        changed_users.insert(target);
+                    }
+                    Some("leave") | Some("ban") => {
+                        left_users.insert(target);
+                    }
+                    _ => {}
+                }
+            }
+        }
+    }
+
+    let mut ephemeral = Vec::new();
+    if let Some(users) = hs
+        .typing
+        .changed_since(room_id, if w.initial { 0 } else { w.typing_from })
+    {
+        ephemeral.push(json!({ "type": "m.typing", "content": { "user_ids": users } }));
+    }
+    let receipts =
+        hs.store
+            .receipts_since(&[room_id.to_owned()], if full { 0 } else { w.from }, w.to)?;
+    let mut by_event: BTreeMap<String, Map<String, Value>> = BTreeMap::new();
+    for r in receipts {
+        if r.receipt_type == "m.read.private" && r.user_id != user {
+            continue;
+        }
+        let mut data = json!({ "ts": r.ts });
+        if !r.thread_id.is_empty() {
+            data["thread_id"] = json!(r.thread_id);
+        }
+        let types = by_event.entry(r.event_id).or_default();
+        let users = types.entry(r.receipt_type).or_insert_with(|| json!({}));
+        users[r.user_id] = data;
+    }
+    if !by_event.is_empty() {
+        ephemeral.push(json!({ "type": "m.receipt", "content": by_event }));
+    }
+
+    let mut account_data = Vec::new();
+    if filter.account_data_enabled {
+        for (room, kind, content) in
+            hs.store
+                .account_data_since(user, if full { 0 } else { w.from }, w.to)?
+        {
+            if room == room_id {
+                account_data.push(json!({ "type": kind, "content": content }));
+            }
+        }
+    }
+
+    let has_timeline = timeline["events"].as_array().is_some_and(|a| !a.is_empty());
+    if !full && !has_timeline && state.is_empty() && ephemeral.is_empty() && account_data.is_empty()
+    {
+        return Ok(None);
+    }
+    let (notifications, highlights) = hs.store.notification_counts(room_id, user)?;
+    let members = hs.store.room_members(room_id, None)?;
+    let joined: Vec<&String> = members
+        .iter()
+        .filter(|(_, m)| m == "join")
+        .map(|(u, _)| u)
+        .collect();
+    let invited = members.iter().filter(|(_, m)| m == "invite").count();
+    let heroes: Vec<&&String> = joined
+        .iter()
+        .filter(|u| u.as_str() != user)
+        .take(5)
+        .collect();
+    Ok(Some(json!({
+        "timeline": timeline,
+        "state": { "events": state },
+        "ephemeral": { "events": ephemeral },
+        "account_data": { "events": account_data },
+        "unread_notifications": { "notification_count": notifications, "highlight_count": highlights },
+        "summary": { "m.joined_member_count": joined.len(), "m.invited_member_count": invited, "m.heroes": heroes },
+    })))
+}
+
+/// The timeline of `(from, w.to]` (the newest `limit` events) and the state
+/// a client needs with it: everything before the timeline when `full`, else
+/// what changed between `from` and the timeline's start.
+fn timeline_and_state(
+    hs: &Homeserver,
+    auth: &Auth,
+    room_id: &str,
+    from: Option<u64>,
+    w: &Window,
+    full: bool,
+    filter: &SyncFilter,
+) -> ApiResult<(Value, Vec<Value>)> {
+    let viewer = Some((auth.user_id.as_str(), auth.device_id.as_str()));
+    let now = now_ms();
+    let limit = filter.timeline_limit;
+    let mut events = hs
+        .store
+        .room_events(room_id, from.unwrap_or(0), w.to, true, limit + 1)?;
+    let limited = events.len() > limit;
+    events.truncate(limit);
+    events.reverse();
+
+    let start_pos = events.first().map(|e| e.stream_pos).unwrap_or(w.to + 1);
+    let state_before = state_before_pos(hs, room_id, start_pos)?;
+    let state_ids: Vec<String> = if full {
+        state_before.values().cloned().collect()
+    } else if limited {
+        let old = state_before_pos(hs, room_id, from.unwrap_or(0) + 1)?;
+        state_before
+            .iter()
+            .filter(|(k, v)| old.get(*k) != Some(*v))
+            .map(|(_, v)| v.clone())
+            .collect()
+    } else {
+        Vec::new()
+    };
+
+    let senders: BTreeSet<String> = events
+        .iter()
+        .filter_map(|e| e.value()["sender"].as_str().map(str::to_owned))
+        .collect();
+    let mut state = Vec::new();
+    for id in state_ids {
+        let Some(e) = hs.store.event(&id)? else {
+            continue;
+        };
+        let v = e.value();
+        let kind = v["type"].as_str().unwrap_or("");
+        if !filter.wants_state(kind) {
+            continue;
+        }
+        if filter.lazy_load_members && kind == "m.room.member" {
+            let target = v["state_key"].as_str().unwrap_or("");
+            if target != auth.user_id && !senders.contains(target) {
+                continue;
+            }
+        }
+        state.push(without_room_id(client_event(
+            &e.json,
+            &e.event_id,
+            room_id,
+            viewer,
+            now,
+        )));
+    }
+
+    let timeline_events: Vec<Value> = events
+        .iter()
+        .filter(|e| filter.wants_timeline(e.value()["type"].as_str().unwrap_or("")))
+        .map(|e| without_room_id(client_event(&e.json, &e.event_id, room_id, viewer, now)))
+        .collect();
+    let prev_batch = format!("t{}", start_pos.saturating_sub(1));
+    Ok((
+        json!({ "events": timeline_events, "limited": limited, "prev_batch": prev_batch }),
+        state,
+    ))
+}
+
+/// The room state just before the event at stream position `pos`.
+pub fn state_before_pos(
+    hs: &Homeserver,
+    room_id: &str,
+    pos: u64,
+) -> ApiResult<HashMap<(String, String), String>> {
+    let before: Option<StoredEvent> = hs
+        .store
+        .room_events(room_id, 0, pos.saturating_sub(1), true, 1)?
+        .into_iter()
+        .next();
+    match before {
+        Some(e) => Ok(hs.store.state_at_group(e.state_group)?),
+        None => Ok(HashMap::new()),
+    }
+}
+
+/// Stripped state for an invite or knock: the room's public face plus the
+/// membership event itself.
+fn invite_state(hs: &Homeserver, room_id: &str, event_id: &str) -> ApiResult<Vec<Value>> {
+    let state = hs.store.current_state(room_id)?;
+    let mut out = Vec::new();
+    for kind in [
+        "m.room.create",
+        "m.room.join_rules",
+        "m.room.name",
+        "m.room.avatar",
+        "m.room.canonical_alias",
+        "m.room.encryption",
+        "m.room.topic",
+    ] {
+        if let Some(id) = state.get(&(kind.to_owned(), String::new())) {
+            if let Some(e) = hs.store.event(id)? {
+                out.push(stripped_state(&e.value()));
+            }
+        }
+    }
+    if let Some(e) = hs.store.event(event_id)? {
+        let v = e.value();
+        if let Some(inviter) = v["sender"].as_str() {
+            if let Some(id) = state.get(&("m.room.member".to_owned(), inviter.to_owned())) {
+                if let Some(m) = hs.store.event(id)? {
+                    out.push(stripped_state(&m.value()));
+                }
+            }
+        }
+        let mut ev = client_event(&e.json, &e.event_id, room_id, None, now_ms());
+        ev["room_id"] = json!(room_id);
+        out.push(ev);
+    }
+    Ok(out)
+}

@@ -1,0 +1,218 @@
+//! The embedded SQLite store.
+//!
+//! Writes go to one writer thread, which runs every queued write inside one
+//! transaction (each under its own savepoint, so one failing write does not
+//! undo the others) and only then answers the callers: an acknowledged write
+//! is committed to the WAL and survives `kill -9`. Reads use a small pool of
+//! connections that see the last committed state.
+
+mod accounts;
+mod keys;
+mod media;
+mod rooms;
+mod streams;
+
+use crate::{Result, StoreError};
+use rusqlite::{Connection, OpenFlags};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc, Mutex};
+
+/// A state group chain is cut with a full snapshot after this many deltas.
+pub const SNAPSHOT_EVERY: i64 = 64;
+
+/// Writes queued together are committed in one transaction of at most this many.
+const MAX_GROUP_COMMIT: usize = 256;
+
+const READ_POOL_SIZE: usize = 4;
+
+type Reply = Box<dyn FnOnce(Option<String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &AtomicU64) -> Reply + Send>;
+
+pub struct SqliteStore {
+    path: PathBuf,
+    jobs: Mutex<mpsc::Sender<Job>>,
+    readers: Mutex<Vec<Connection>>,
+    committed: tokio::sync::watch::Sender<u64>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file at `path`.
+    pub fn open(path: &Path) -> Result<Arc<Self>> {
+        let mut conn = open_connection(path, false)?;
+        migrate(&mut conn)?;
+        let start = max_stream_pos(&conn)?;
+        let (committed, _) = tokio::sync::watch::channel(start);
+        let (tx, rx) = mpsc::channel::<Job>();
+        let notify = committed.clone();
+        std::thread::Builder::new()
+            .name("conifer-db-writer".into())
+            .spawn(move || writer_loop(conn, rx, AtomicU64::new(start), notify))
+            .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
+        Ok(Arc::new(Self {
+            path: path.to_owned(),
+            jobs: Mutex::new(tx),
+            readers: Mutex::new(Vec::new()),
+            committed,
+        }))
+    }
+
+    /// Runs `f` on the writer thread inside a transaction and waits for the commit.
+    pub(crate) fn write<R, F>(&self, f: F) -> Result<R>
+    where
+        R: Send + 'static,
+        F: FnOnce(&Connection, &Positions) -> Result<R> + Send + 'static,
+    {
+        let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<R>>(1);
+        let job: Job = Box::new(move |conn, counter| {
+            let outcome = run_in_savepoint(conn, |c| f(c, &Positions(counter)));
+            Box::new(move |commit_error| {
+                let outcome = match commit_error {
+                    Some(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
+                    None => outcome,
+                };
+                let _ = reply_tx.send(outcome);
+            })
+        });
+        self.jobs
+            .lock()
+            .unwrap()
+            .send(job)
+            .map_err(|_| StoreError::WriterGone)?;
+        reply_rx.recv().map_err(|_| StoreError::WriterGone)?
+    }
+
+    /// Runs `f` on a pooled read connection.
+    pub(crate) fn read<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let conn = self.readers.lock().unwrap().pop();
+        let conn = match conn {
+            Some(c) => c,
+            None => open_connection(&self.path, true)?,
+        };
+        let out = f(&conn);
+        let mut pool = self.readers.lock().unwrap();
+        if pool.len() < READ_POOL_SIZE {
+            pool.push(conn);
+        }
+        out
+    }
+
+    pub(crate) fn committed(&self) -> &tokio::sync::watch::Sender<u64> {
+        &self.committed
+    }
+}
+
+/// Hands out stream positions inside a write.
+pub(crate) struct Positions<'a>(&'a AtomicU64);
+
+impl Positions<'_> {
+    pub(crate) fn next(&self) -> u64 {
+        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    }
+}
+
+fn run_in_savepoint<R>(conn: &Connection, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+    conn.execute_batch("SAVEPOINT job")?;
+    let out = f(conn);
+    if out.is_err() {
+        conn.execute_batch("ROLLBACK TO job")?;
+    }
+    conn.execute_batch("RELEASE job")?;
+    out
+}
+
+fn writer_loop(
+    conn: Connection,
+    rx: mpsc::Receiver<Job>,
+    counter: AtomicU64,
+    notify: tokio::sync::watch::Sender<u64>,
+) {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < MAX_GROUP_COMMIT {
+            match rx.try_recv() {
+                Ok(job) => batch.push(job),
+                Err(_) => break,
+            }
+        }
+        let begin = conn.execute_batch("BEGIN IMMEDIATE");
+        let mut replies = Vec::with_capacity(batch.len());
+        for job in batch {
+            replies.push(job(&conn, &counter));
+        }
+        let commit = begin.and_then(|_| conn.execute_batch("COMMIT"));
+        let error = commit.err().map(|e| {
+            let _ = conn.execute_batch("ROLLBACK");
+            tracing::error!(error = %e, "database commit failed");
+            e.to_string()
+        });
+        if error.is_none() {
+            notify.send_replace(counter.load(Ordering::SeqCst));
+        }
+        for reply in replies {
+            reply(error.clone());
+        }
+    }
+}
+
+fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
+    let flags = if read_only {
+        OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    } else {
+        OpenFlags::SQLITE_OPEN_READ_WRITE
+            | OpenFlags::SQLITE_OPEN_CREATE
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+    };
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    // WAL lets readers run beside the writer; NORMAL sync keeps every commit
+    // across a process crash (kill -9), only a power cut may lose the last few.
+    conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8000;")?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version == 0 {
+        let tx = conn.transaction()?;
+        tx.execute_batch(include_str!("schema.sql"))?;
+        tx.execute_batch("PRAGMA user_version = 1")?;
+        tx.commit()?;
+    } else if version > 1 {
+        return Err(StoreError::Corrupt(format!(
+            "database schema version {version} is newer than this build understands (1)"
+        )));
+    }
+    Ok(())
+}
+
+fn max_stream_pos(conn: &Connection) -> Result<u64> {
+    let sql = "SELECT MAX(p) FROM (
+        SELECT MAX(stream_pos) AS p FROM events UNION ALL
+        SELECT MAX(stream_pos) FROM account_data UNION ALL
+        SELECT MAX(stream_pos) FROM receipts UNION ALL
+        SELECT MAX(stream_pos) FROM to_device UNION ALL
+        SELECT MAX(stream_pos) FROM presence UNION ALL
+        SELECT MAX(stream_pos) FROM key_changes UNION ALL
+        SELECT MAX(stream_pos) FROM memberships)";
+    let max: Option<i64> = conn.query_row(sql, [], |r| r.get(0))?;
+    Ok(max.unwrap_or(0) as u64)
+}
+
+/// Maps "no row" to `None`.
+pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
+    match r {
+        Ok(v) => Ok(Some(v)),
+        Err(rusqlite::Error::QueryReturnedNoRows) => Ok(None),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub(crate) fn json_col(s: String) -> Result<serde_json::Value> {
+    serde_json::from_str(&s).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// `?, ?, ?` for an IN list of `n` items.
+pub(crate) fn placeholders(n: usize) -> String {
+    vec!["?"; n].join(",")
+}

@@ -1,0 +1,485 @@
+//! Rooms, aliases, events and state groups.
+
+use super::{optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY};
+use crate::{
+    AliasRecord, MembershipRecord, NewEvent, PersistedEvent, Result, RoomRecord, RoomStore,
+    StateIds, StoreError, StoredEvent,
+};
+use rusqlite::{params, params_from_iter, Connection, Row};
+
+const EVENT_COLS: &str = "e.event_id, r.room_id, e.json, e.stream_pos, e.depth, e.state_group";
+
+fn event_row(r: &Row) -> rusqlite::Result<StoredEvent> {
+    Ok(StoredEvent {
+        event_id: r.get(0)?,
+        room_id: r.get(1)?,
+        json: r.get(2)?,
+        stream_pos: r.get::<_, i64>(3)? as u64,
+        depth: r.get(4)?,
+        state_group: r.get(5)?,
+    })
+}
+
+fn room_nid(c: &Connection, room_id: &str) -> Result<i64> {
+    optional(
+        c.query_row("SELECT nid FROM rooms WHERE room_id = ?1", [room_id], |r| {
+            r.get(0)
+        }),
+    )?
+    .ok_or(StoreError::NotFound)
+}
+
+fn state_key_nid(c: &Connection, kind: &str, state_key: &str) -> Result<i64> {
+    c.execute(
+        "INSERT OR IGNORE INTO state_keys(type, state_key) VALUES (?1, ?2)",
+        [kind, state_key],
+    )?;
+    Ok(c.query_row(
+        "SELECT nid FROM state_keys WHERE type = ?1 AND state_key = ?2",
+        [kind, state_key],
+        |r| r.get(0),
+    )?)
+}
+
+/// Loads a state group as `key_nid → event_nid` by walking its delta chain.
+fn load_group_nids(c: &Connection, group: i64) -> Result<std::collections::HashMap<i64, i64>> {
+    let mut st = c.prepare_cached(
+        "WITH RECURSIVE chain(id, parent, lvl) AS (
+            SELECT id, parent, 0 FROM state_groups WHERE id = ?1
+            UNION ALL SELECT g.id, g.parent, chain.lvl + 1 FROM state_groups g JOIN chain ON g.id = chain.parent)
+         SELECT e.key_nid, e.event_nid FROM chain JOIN state_group_entries e ON e.group_id = chain.id
+         ORDER BY chain.lvl DESC",
+    )?;
+    let mut map = std::collections::HashMap::new();
+    let rows = st.query_map([group], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)))?;
+    for row in rows {
+        let (k, e) = row?;
+        map.insert(k, e);
+    }
+    Ok(map)
+}
+
+fn load_group(c: &Connection, group: i64) -> Result<StateIds> {
+    let mut st = c.prepare_cached(
+        "WITH RECURSIVE chain(id, parent, lvl) AS (
+            SELECT id, parent, 0 FROM state_groups WHERE id = ?1
+            UNION ALL SELECT g.id, g.parent, chain.lvl + 1 FROM state_groups g JOIN chain ON g.id = chain.parent)
+         SELECT k.type, k.state_key, ev.event_id FROM chain
+           JOIN state_group_entries e ON e.group_id = chain.id
+           JOIN state_keys k ON k.nid = e.key_nid
+           JOIN events ev ON ev.nid = e.event_nid
+         ORDER BY chain.lvl DESC",
+    )?;
+    let mut map = StateIds::new();
+    let rows = st.query_map([group], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+        ))
+    })?;
+    for row in rows {
+        let (t, k, e) = row?;
+        map.insert((t, k), e);
+    }
+    Ok(map)
+}
+
+/// Creates the state group after a state event: a delta on `parent`, or a
+/// full snapshot once the chain is long.
+fn new_state_group(
+    c: &Connection,
+    room: i64,
+    parent: Option<i64>,
+    key_nid: i64,
+    event_nid: i64,
+) -> Result<i64> {
+    let chain_len: i64 = match parent {
+        Some(p) => c.query_row(
+            "SELECT chain_len FROM state_groups WHERE id = ?1",
+            [p],
+            |r| r.get(0),
+        )?,
+        None => -1,
+    };
+    if let Some(parent) = parent.filter(|_| chain_len + 1 >= SNAPSHOT_EVERY) {
+        let mut full = load_group_nids(c, parent)?;
+        full.insert(key_nid, event_nid);
+        c.execute(
+            "INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, NULL, 0)",
+            [room],
+        )?;
+        let id = c.last_insert_rowid();
+        let mut ins = c.prepare_cached(
+            "INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)",
+        )?;
+        for (k, e) in full {
+            ins.execute([id, k, e])?;
+        }
+        return Ok(id);
+    }
+    c.execute(
+        "INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, ?2, ?3)",
+        params![room, parent, chain_len + 1],
+    )?;
+    let id = c.last_insert_rowid();
+    c.execute(
+        "INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)",
+        [id, key_nid, event_nid],
+    )?;
+    Ok(id)
+}
+
+fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEvent> {
+    let room = room_nid(c, &ev.room_id)?;
+    let current: Option<i64> = c.query_row(
+        "SELECT state_group FROM rooms WHERE nid = ?1",
+        [room],
+        |r| r.get(0),
+    )?;
+    let stream_pos = pos.next();
+    c.execute(
+        "INSERT INTO events(event_id, room_nid, stream_pos, depth, type, state_key, sender, json, state_group)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
+        params![ev.event_id, room, stream_pos as i64, ev.depth, ev.kind, ev.state_key, ev.sender, ev.json],
+    )
+    .map_err(|e| match e {
+        rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict,
+        e => e.into(),
+    })?;
+    let event_nid = c.last_insert_rowid();
+    let state_group = match &ev.state_key {
+        Some(sk) => {
+            let key = state_key_nid(c, &ev.kind, sk)?;
+            let group = new_state_group(c, room, current, key, event_nid)?;
+            c.execute(
+                "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
+                [room, group],
+            )?;
+            group
+        }
+        None => current
+            .ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?,
+    };
+    c.execute(
+        "UPDATE events SET state_group = ?2 WHERE nid = ?1",
+        [event_nid, state_group],
+    )?;
+
+    let mut del = c.prepare_cached(
+        "DELETE FROM forward_extremities WHERE room_nid = ?1 AND event_nid = (SELECT nid FROM events WHERE event_id = ?2)",
+    )?;
+    for prev in &ev.prev_events {
+        del.execute(params![room, prev])?;
+    }
+    c.execute(
+        "INSERT OR IGNORE INTO forward_extremities(room_nid, event_nid) VALUES (?1, ?2)",
+        [room, event_nid],
+    )?;
+
+    if let (Some(membership), Some(target)) = (&ev.membership, &ev.state_key) {
+        c.execute(
+            "INSERT INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(room_nid, user_id) DO UPDATE SET membership = excluded.membership,
+               event_nid = excluded.event_nid, stream_pos = excluded.stream_pos, forgotten = 0",
+            params![room, target, membership, event_nid, stream_pos as i64],
+        )?;
+    }
+    if !ev.notify.is_empty() {
+        let mut ins = c.prepare_cached(
+            "INSERT OR IGNORE INTO notifications(user_id, room_nid, stream_pos, highlight) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (user, highlight) in &ev.notify {
+            ins.execute(params![user, room, stream_pos as i64, highlight])?;
+        }
+    }
+    if let Some((user, device, txn)) = &ev.txn {
+        c.execute(
+            "INSERT OR IGNORE INTO client_txns(user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
+            params![user, device, txn, ev.event_id],
+        )?;
+    }
+    Ok(PersistedEvent {
+        stream_pos,
+        state_group,
+    })
+}
+
+impl RoomStore for SqliteStore {
+    fn create_room(&self, room_id: &str, version: &str) -> Result<RoomRecord> {
+        let (room_id, version) = (room_id.to_owned(), version.to_owned());
+        self.write(move |c, _| {
+            let n = c.execute(
+                "INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)",
+                [&room_id, &version],
+            )?;
+            if n == 0 {
+                return Err(StoreError::Conflict);
+            }
+            Ok(RoomRecord {
+                room_id,
+                version,
+                published: false,
+            })
+        })
+    }
+
+    fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
+        self.read(|c| {
+            optional(c.query_row(
+                "SELECT room_id, version, published FROM rooms WHERE room_id = ?1",
+                [room_id],
+                |r| {
+                    Ok(RoomRecord {
+                        room_id: r.get(0)?,
+                        version: r.get(1)?,
+                        published: r.get(2)?,
+                    })
+                },
+            ))
+        })
+    }
+
+    fn set_room_published(&self, room_id: &str, published: bool) -> Result<()> {
+        let room_id = room_id.to_owned();
+        self.write(move |c, _| {
+            c.execute(
+                "UPDATE rooms SET published = ?2 WHERE room_id = ?1",
+                params![room_id, published],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn published_rooms(&self) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare("SELECT room_id FROM rooms WHERE published = 1 ORDER BY nid")?;
+            let rows = st.query_map([], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn put_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<()> {
+        let (a, r, u) = (alias.to_owned(), room_id.to_owned(), creator.to_owned());
+        self.write(move |c, _| {
+            if c.execute(
+                "INSERT OR IGNORE INTO room_aliases(alias, room_id, creator) VALUES (?1, ?2, ?3)",
+                [&a, &r, &u],
+            )? == 0
+            {
+                return Err(StoreError::Conflict);
+            }
+            Ok(())
+        })
+    }
+
+    fn alias(&self, alias: &str) -> Result<Option<AliasRecord>> {
+        self.read(|c| {
+            optional(c.query_row(
+                "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
+                [alias],
+                |r| {
+                    Ok(AliasRecord {
+                        room_id: r.get(0)?,
+                        creator: r.get(1)?,
+                    })
+                },
+            ))
+        })
+    }
+
+    fn delete_alias(&self, alias: &str) -> Result<bool> {
+        let a = alias.to_owned();
+        self.write(move |c, _| {
+            Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&a])? > 0)
+        })
+    }
+
+    fn aliases_for_room(&self, room_id: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st =
+                c.prepare("SELECT alias FROM room_aliases WHERE room_id = ?1 ORDER BY alias")?;
+            let rows = st.query_map([room_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn persist_event(&self, event: NewEvent) -> Result<PersistedEvent> {
+        self.write(move |c, pos| persist(c, pos, event))
+    }
+
+    fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        self.read(|c| {
+            optional(c.query_row(
+                &format!("SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid WHERE e.event_id = ?1"),
+                [event_id],
+                event_row,
+            ))
+        })
+    }
+
+    fn event_for_txn(
+        &self,
+        user_id: &str,
+        device_id: &str,
+        txn_id: &str,
+    ) -> Result<Option<String>> {
+        self.read(|c| {
+            optional(c.query_row(
+                "SELECT event_id FROM client_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
+                [user_id, device_id, txn_id],
+                |r| r.get(0),
+            ))
+        })
+    }
+
+    fn redact_event(&self, event_id: &str, redacted_json: &str) -> Result<()> {
+        let (e, j) = (event_id.to_owned(), redacted_json.to_owned());
+        self.write(move |c, _| {
+            c.execute("UPDATE events SET json = ?2 WHERE event_id = ?1", [&e, &j])?;
+            Ok(())
+        })
+    }
+
+    fn current_state(&self, room_id: &str) -> Result<StateIds> {
+        self.read(|c| {
+            let group: Option<i64> = optional(c.query_row(
+                "SELECT state_group FROM rooms WHERE room_id = ?1",
+                [room_id],
+                |r| r.get(0),
+            ))?
+            .ok_or(StoreError::NotFound)?;
+            match group {
+                Some(g) => load_group(c, g),
+                None => Ok(StateIds::new()),
+            }
+        })
+    }
+
+    fn state_at_group(&self, group: i64) -> Result<StateIds> {
+        self.read(|c| load_group(c, group))
+    }
+
+    fn forward_extremities(&self, room_id: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT e.event_id FROM forward_extremities f JOIN events e ON e.nid = f.event_nid
+                 JOIN rooms r ON r.nid = f.room_nid WHERE r.room_id = ?1 ORDER BY e.depth DESC",
+            )?;
+            let rows = st.query_map([room_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn room_events(
+        &self,
+        room_id: &str,
+        from: u64,
+        to: u64,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let order = if backwards { "DESC" } else { "ASC" };
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE r.room_id = ?1 AND e.stream_pos > ?2 AND e.stream_pos <= ?3
+                 ORDER BY e.stream_pos {order} LIMIT ?4"
+            ))?;
+            let rows = st.query_map(
+                params![room_id, from as i64, to as i64, limit as i64],
+                event_row,
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn user_memberships(&self, user_id: &str) -> Result<Vec<MembershipRecord>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT r.room_id, m.membership, e.event_id, m.stream_pos, m.forgotten FROM memberships m
+                 JOIN rooms r ON r.nid = m.room_nid JOIN events e ON e.nid = m.event_nid WHERE m.user_id = ?1",
+            )?;
+            let rows = st.query_map([user_id], membership_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRecord>> {
+        self.read(|c| {
+            optional(c.query_row(
+                "SELECT r.room_id, m.membership, e.event_id, m.stream_pos, m.forgotten FROM memberships m
+                 JOIN rooms r ON r.nid = m.room_nid JOIN events e ON e.nid = m.event_nid
+                 WHERE r.room_id = ?1 AND m.user_id = ?2",
+                [room_id, user_id],
+                membership_row,
+            ))
+        })
+    }
+
+    fn room_members(
+        &self,
+        room_id: &str,
+        membership: Option<&str>,
+    ) -> Result<Vec<(String, String)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT m.user_id, m.membership FROM memberships m JOIN rooms r ON r.nid = m.room_nid
+                 WHERE r.room_id = ?1 AND (?2 IS NULL OR m.membership = ?2) ORDER BY m.user_id",
+            )?;
+            let rows = st.query_map(params![room_id, membership], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn rooms_with_events(&self, room_ids: &[String], from: u64, to: u64) -> Result<Vec<String>> {
+        if room_ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let sql = format!(
+                "SELECT DISTINCT r.room_id FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE e.stream_pos > ? AND e.stream_pos <= ? AND r.room_id IN ({})",
+                placeholders(room_ids.len())
+            );
+            let mut st = c.prepare(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> =
+                vec![(from as i64).into(), (to as i64).into()];
+            args.extend(room_ids.iter().map(|r| r.clone().into()));
+            let rows = st.query_map(params_from_iter(args), |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
+        let (r, u) = (room_id.to_owned(), user_id.to_owned());
+        self.write(move |c, _| {
+            c.execute(
+                "UPDATE memberships SET forgotten = 1 WHERE user_id = ?2 AND room_nid = (SELECT nid FROM rooms WHERE room_id = ?1)",
+                [&r, &u],
+            )?;
+            Ok(())
+        })
+    }
+
+    fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT DISTINCT other.user_id FROM memberships mine JOIN memberships other ON other.room_nid = mine.room_nid
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join' AND other.membership = 'join'",
+            )?;
+            let rows = st.query_map([user_id], |r| r.get(0))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+}
+
+fn membership_row(r: &Row) -> rusqlite::Result<MembershipRecord> {
+    Ok(MembershipRecord {
+        room_id: r.get(0)?,
+        membership: r.get(1)?,
+        event_id: r.get(2)?,
+        stream_pos: r.get::<_, i64>(3)? as u64,
+        forgotten: r.get(4)?,
+    })
+}

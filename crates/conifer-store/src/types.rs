@@ -1,0 +1,140 @@
+//! Records passed across the storage traits.
+
+use serde_json::Value;
+use std::collections::HashMap;
+
+/// Room state as `(type, state_key) → event ID`.
+pub type StateIds = HashMap<(String, String), String>;
+
+#[derive(Debug, Clone)]
+pub struct UserRecord {
+    pub user_id: String,
+    pub password_hash: Option<String>,
+    pub admin: bool,
+    pub deactivated: bool,
+    pub displayname: Option<String>,
+    pub avatar_url: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeviceRecord {
+    pub device_id: String,
+    pub display_name: Option<String>,
+    pub last_seen_ts: Option<u64>,
+    pub last_seen_ip: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct RoomRecord {
+    pub room_id: String,
+    pub version: String,
+    pub published: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct AliasRecord {
+    pub room_id: String,
+    pub creator: String,
+}
+
+/// An accepted event about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub room_id: String,
+    pub event_id: String,
+    /// The PDU as sent over federation (canonical form not required).
+    pub json: String,
+    pub depth: i64,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub origin_server_ts: u64,
+    pub prev_events: Vec<String>,
+    /// `content.membership` for `m.room.member` events.
+    pub membership: Option<String>,
+    /// The client transaction that created it: `(user, device, txn_id)`.
+    pub txn: Option<(String, String, String)>,
+    /// Local users to notify: `(user_id, highlight)`.
+    pub notify: Vec<(String, bool)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct PersistedEvent {
+    pub stream_pos: u64,
+    pub state_group: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub event_id: String,
+    pub room_id: String,
+    pub json: String,
+    pub stream_pos: u64,
+    pub depth: i64,
+    /// The room state after this event.
+    pub state_group: i64,
+}
+
+impl StoredEvent {
+    pub fn value(&self) -> Value {
+        serde_json::from_str(&self.json).unwrap_or(Value::Null)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct MembershipRecord {
+    pub room_id: String,
+    pub membership: String,
+    pub event_id: String,
+    pub stream_pos: u64,
+    pub forgotten: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct ReceiptRecord {
+    pub room_id: String,
+    pub user_id: String,
+    pub receipt_type: String,
+    /// Empty for unthreaded receipts.
+    pub thread_id: String,
+    pub event_id: String,
+    pub ts: u64,
+    /// Filled in by the store.
+    pub stream_pos: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ToDeviceRecord {
+    pub user_id: String,
+    pub device_id: String,
+    pub message: Value,
+}
+
+#[derive(Debug, Clone)]
+pub struct PresenceRecord {
+    pub user_id: String,
+    pub presence: String,
+    pub status_msg: Option<String>,
+    pub last_active_ts: u64,
+    pub stream_pos: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct BackupVersion {
+    pub version: u64,
+    pub algorithm: String,
+    pub auth_data: Value,
+    pub etag: u64,
+    pub count: u64,
+}
+
+#[derive(Debug, Clone)]
+pub struct MediaRecord {
+    pub media_id: String,
+    pub sha256: String,
+    pub content_type: String,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub uploader: String,
+    pub created_ts: u64,
+}

@@ -1,0 +1,134 @@
+//! `conifer run`: the node. A homeserver on embedded SQLite with its
+//! Client-Server API on loopback, and (unless a classic server name is
+//! given) an overlay node whose key is also the homeserver's signing key.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::Context;
+use clap::Args;
+use conifer_homeserver::{client, Config, Homeserver};
+use conifer_net::Node;
+use conifer_overlay::router::{Event, RouterConfig};
+
+/// The signing-key ID P2P nodes use, for compatibility with Dendrite's P2P demos.
+const P2P_KEY_VERSION: &str = "dendrite-demo-yggdrasil";
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// TOML configuration file (see docs/conifer.example.toml).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    /// Where the database, keys and media live (overrides the config file).
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// Address of the Client-Server API (default 127.0.0.1:8008).
+    #[arg(long)]
+    pub client_addr: Option<SocketAddr>,
+    /// Run as a classic homeserver with this server name (e.g. a gateway or a
+    /// test peer). Without it the node is a P2P node named by its key.
+    #[arg(long)]
+    pub server_name: Option<String>,
+    /// TCP address for overlay peerings, e.g. 0.0.0.0:65432.
+    #[arg(long)]
+    pub listen: Option<SocketAddr>,
+    /// A static overlay peer: host:port (TCP) or ws://host:port/path. Repeatable.
+    #[arg(long = "peer")]
+    pub peers: Vec<String>,
+    /// Do not discover overlay peers on the LAN by multicast.
+    #[arg(long)]
+    pub no_multicast: bool,
+}
+
+impl RunArgs {
+    pub fn run(self) -> anyhow::Result<()> {
+        let rt = tokio::runtime::Runtime::new().context("cannot start the async runtime")?;
+        rt.block_on(self.serve())
+    }
+
+    fn config(&self) -> anyhow::Result<Config> {
+        let mut config = Config::load(self.config.as_deref())?;
+        if let Some(d) = &self.data_dir {
+            config.data_dir = d.clone();
+        }
+        if let Some(a) = self.client_addr {
+            config.client.listen = a;
+        }
+        if let Some(n) = &self.server_name {
+            config.server_name = Some(n.clone());
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    async fn serve(self) -> anyhow::Result<()> {
+        let config = self.config()?;
+        let identity = crate::key_file::load_or_create(&config.data_dir.join("node.key"))?;
+        let p2p = config.server_name.is_none();
+        let name = config
+            .server_name
+            .clone()
+            .unwrap_or_else(|| identity.public_key().to_hex());
+        let server_name = conifer_homeserver::OwnedServerName::try_from(name.as_str())
+            .map_err(|e| anyhow::anyhow!("server name {name:?} is not valid: {e}"))?;
+        let key_version = if p2p { P2P_KEY_VERSION } else { "conifer" };
+        let listen = config.client.listen;
+        let hs = Homeserver::open(config, &server_name, key_version, &identity.seed())
+            .context("cannot start the homeserver")?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("cannot listen for clients on {listen}"))?;
+        println!("server name  {name}");
+        println!("user IDs     @<name>:{name}");
+        println!("client API   http://{}", listener.local_addr()?);
+
+        let node = if p2p {
+            Some(self.start_overlay(identity).await?)
+        } else {
+            None
+        };
+        let app = client::router(hs);
+        let server = axum::serve(listener, app.into_make_service());
+        let mut events = node.as_ref().map(|n| n.subscribe());
+        let server = tokio::spawn(async move { server.await });
+        loop {
+            tokio::select! {
+                r = async { match events.as_mut() { Some(e) => e.recv().await.ok(), None => std::future::pending().await } } => {
+                    match r {
+                        Some(Event::PeerAdded { key, .. }) => println!("peer joined  {key}"),
+                        Some(Event::PeerRemoved { key, .. }) => println!("peer left    {key}"),
+                        _ => {}
+                    }
+                }
+                _ = tokio::signal::ctrl_c() => break,
+            }
+            if server.is_finished() {
+                break;
+            }
+        }
+        if let Some(n) = node {
+            n.shutdown();
+        }
+        Ok(())
+    }
+
+    async fn start_overlay(&self, identity: conifer_overlay::Identity) -> anyhow::Result<Node> {
+        let (node, _deliveries) = Node::start(identity, RouterConfig::default());
+        if let Some(addr) = self.listen {
+            let bound = node
+                .listen_tcp(addr)
+                .await
+                .with_context(|| format!("cannot listen for TCP on {addr}"))?;
+            println!("overlay      tcp://{bound}");
+        }
+        if !self.no_multicast {
+            if let Err(e) = node.start_multicast().await {
+                tracing::warn!(error = %e, "LAN discovery is off; use --peer to reach other nodes");
+            }
+        }
+        for peer in &self.peers {
+            node.add_static_peer(peer.clone());
+        }
+        Ok(node)
+    }
+}
