@@ -24,7 +24,13 @@ if [ ! -x "$CHROMIUM_PATH" ]; then
     fi
 fi
 
-npm ci --no-audit --no-fund --loglevel=error
+# npm ci removes node_modules itself, but that removal sometimes fails here with ENOTEMPTY on
+# overlay file systems: remove it first, and retry once.
+clean_ci() {
+    rm -rf node_modules 2>/dev/null || { sleep 1; rm -rf node_modules; }
+    npm ci --no-audit --no-fund --loglevel=error
+}
+clean_ci || { echo "npm ci failed; retrying once" >&2; sleep 2; clean_ci; }
 npx vite build --logLevel warn
 
 mkdir -p "$ROOT/target/clients"
