@@ -434,13 +434,13 @@ async fn messages(
     Query(q): Query<MessagesQuery>,
 ) -> Resp {
     room_id(&room)?;
-    let until = visible_until(&hs, &room, &auth.user_id)?.min(hs.store.stream_position());
     let backwards = match q.dir.as_deref() {
         Some("b") => true,
         Some("f") => false,
         None => return Err(MatrixError::missing_param("dir")),
         Some(_) => return Err(MatrixError::invalid_param("dir must be b or f")),
     };
+    let until = visible_until(&hs, &room, &auth.user_id)?.min(hs.store.stream_position());
     let token = |t: &Option<String>| -> ApiResult<Option<u64>> {
         match t {
             Some(t) => Ok(Some(

@@ -16,6 +16,30 @@ use serde::Deserialize;
 use serde_json::json;
 use std::sync::Arc;
 
+/// Characters escaped in an RFC 5987 `filename*` value (everything but attr-chars).
+const FILENAME_ESCAPES: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'%')
+    .add(b'\'')
+    .add(b'(')
+    .add(b')')
+    .add(b'*')
+    .add(b',')
+    .add(b'/')
+    .add(b':')
+    .add(b';')
+    .add(b'<')
+    .add(b'=')
+    .add(b'>')
+    .add(b'?')
+    .add(b'@')
+    .add(b'[')
+    .add(b'\\')
+    .add(b']')
+    .add(b'{')
+    .add(b'}');
+
 pub fn legacy_routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route("/upload", post(upload))
@@ -101,8 +125,7 @@ fn serve(hs: &Homeserver, server: &str, id: &str, filename: Option<&str>) -> Api
     // Media never runs as active content in the homeserver's origin.
     headers.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static("sandbox; default-src 'none'; script-src 'none'; plugin-types application/pdf; style-src 'unsafe-inline'; media-src 'self'; object-src 'self';"));
     if let Some(name) = filename.or(m.filename.as_deref()) {
-        let encoded =
-            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC);
+        let encoded = percent_encoding::utf8_percent_encode(name, FILENAME_ESCAPES);
         if let Ok(v) = HeaderValue::from_str(&format!("inline; filename*=utf-8''{encoded}")) {
             headers.insert(header::CONTENT_DISPOSITION, v);
         }
