@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Real clients against a real Conifer: starts `conifer run` on loopback with a
+# fresh data directory, runs the matrix-nio suite (E2EE included) and the
+# Hydrogen web client in headless Chromium, then stops the server.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+suite="$1"
+port="${CONIFER_CI_CLIENT_PORT:-18008}"
+data="$(mktemp -d)"
+CONIFER_RATE_LIMITS=false target/debug/conifer run --server-name localhost:8448 \
+    --client-addr "127.0.0.1:$port" --data-dir "$data" >"target/clients-conifer-$suite.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
+for _ in $(seq 100); do
+    curl -fsS -o /dev/null "http://127.0.0.1:$port/_matrix/client/versions" && break
+    sleep 0.2
+done
+export CONIFER_HS_URL="http://127.0.0.1:$port"
+case "$suite" in
+    nio) clients/run-nio.sh -q ;;
+    hydrogen) clients/run-hydrogen.sh ;;
+    *) echo "unknown suite $suite" >&2; exit 2 ;;
+esac
