@@ -9,12 +9,14 @@ mod build;
 mod key;
 mod pdu;
 mod presets;
+mod resolve;
 mod versions;
 
 pub use build::{build_event, check_auth, BuildError, EventTemplate};
 pub use key::ServerKey;
 pub use pdu::{Pdu, PduError};
 pub use presets::{create_room_events, CreateRoomOptions, Preset};
+pub use resolve::{auth_chain, resolve_state, StateIdMap};
 pub use versions::{is_supported, rules_for, SUPPORTED_VERSIONS};
 
 pub use ruma;
