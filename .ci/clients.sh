@@ -11,10 +11,17 @@ CONIFER_RATE_LIMITS=false target/debug/conifer run --server-name localhost:8448 
     --client-addr "127.0.0.1:$port" --data-dir "$data" >"target/clients-conifer-$suite.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null; wait $pid 2>/dev/null; rm -rf "$data"' EXIT
+up=0
 for _ in $(seq 100); do
-    curl -fsS -o /dev/null "http://127.0.0.1:$port/_matrix/client/versions" && break
+    kill -0 "$pid" 2>/dev/null || break
+    if curl -fsS -o /dev/null "http://127.0.0.1:$port/_matrix/client/versions"; then up=1; break; fi
     sleep 0.2
 done
+if [ "$up" -ne 1 ] || ! kill -0 "$pid" 2>/dev/null; then
+    echo "conifer run did not start; its log:" >&2
+    cat "target/clients-conifer-$suite.log" >&2
+    exit 1
+fi
 export CONIFER_HS_URL="http://127.0.0.1:$port"
 case "$suite" in
     nio) clients/run-nio.sh -q ;;

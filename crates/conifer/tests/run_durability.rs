@@ -5,12 +5,22 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn start(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args(["run", "--server-name", "durable.test", "--client-addr", &format!("127.0.0.1:{port}")])
+        .args([
+            "run",
+            "--server-name",
+            "durable.test",
+            "--client-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("CONIFER_RATE_LIMITS", "false")
@@ -30,7 +40,9 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
 fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> serde_json::Value {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token.map(|t| format!("Authorization: Bearer {t}\r\n")).unwrap_or_default();
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
     write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
     let mut out = String::new();
     s.read_to_string(&mut out).unwrap();
@@ -43,26 +55,67 @@ fn acknowledged_messages_survive_kill_9() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let mut node = start(dir.path(), port);
-    let reg = call(port, "POST", "/_matrix/client/v3/register", None, r#"{"username":"ann","password":"pw","auth":{"type":"m.login.dummy"}}"#);
+    let reg = call(
+        port,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        r#"{"username":"ann","password":"pw","auth":{"type":"m.login.dummy"}}"#,
+    );
     let token = reg["access_token"].as_str().unwrap().to_owned();
-    let room = call(port, "POST", "/_matrix/client/v3/createRoom", Some(&token), "{}")["room_id"].as_str().unwrap().to_owned();
+    let room = call(
+        port,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&token),
+        "{}",
+    )["room_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let room_path = room.replace('!', "%21").replace(':', "%3A");
     let mut acked = Vec::new();
     for i in 0..50 {
-        let r = call(port, "PUT", &format!("/_matrix/client/v3/rooms/{room_path}/send/m.room.message/t{i}"), Some(&token), &format!(r#"{{"msgtype":"m.text","body":"m{i}"}}"#));
+        let r = call(
+            port,
+            "PUT",
+            &format!("/_matrix/client/v3/rooms/{room_path}/send/m.room.message/t{i}"),
+            Some(&token),
+            &format!(r#"{{"msgtype":"m.text","body":"m{i}"}}"#),
+        );
         acked.push(r["event_id"].as_str().expect("acknowledged").to_owned());
     }
     node.kill().unwrap(); // SIGKILL: no shutdown path runs.
     node.wait().unwrap();
 
     let mut node = start(dir.path(), port);
-    let msgs = call(port, "GET", &format!("/_matrix/client/v3/rooms/{room_path}/messages?dir=b&limit=100"), Some(&token), "");
-    let ids: Vec<&str> = msgs["chunk"].as_array().unwrap().iter().filter_map(|e| e["event_id"].as_str()).collect();
+    let msgs = call(
+        port,
+        "GET",
+        &format!("/_matrix/client/v3/rooms/{room_path}/messages?dir=b&limit=100"),
+        Some(&token),
+        "",
+    );
+    let ids: Vec<&str> = msgs["chunk"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["event_id"].as_str())
+        .collect();
     for id in &acked {
-        assert!(ids.contains(&id.as_str()), "acknowledged event {id} was lost");
+        assert!(
+            ids.contains(&id.as_str()),
+            "acknowledged event {id} was lost"
+        );
     }
     // The node keeps working on the same room after the restart.
-    let r = call(port, "PUT", &format!("/_matrix/client/v3/rooms/{room_path}/send/m.room.message/after"), Some(&token), r#"{"msgtype":"m.text","body":"after"}"#);
+    let r = call(
+        port,
+        "PUT",
+        &format!("/_matrix/client/v3/rooms/{room_path}/send/m.room.message/after"),
+        Some(&token),
+        r#"{"msgtype":"m.text","body":"after"}"#,
+    );
     assert!(r["event_id"].is_string(), "{r}");
     node.kill().unwrap();
     node.wait().unwrap();
