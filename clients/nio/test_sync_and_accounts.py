@@ -195,13 +195,11 @@ async def test_room_tags(new_client):
     assert body["tags"] == {}, body
 
 
-async def test_relations_and_context(new_client):
+async def test_relations(new_client):
     alice = await new_client("rela")
     bob = await new_client("relb")
     room_id = await shared_room(alice, bob)
-    before = [await send_text(alice, room_id, f"b{i}") for i in range(3)]
     target = await send_text(alice, room_id, "react to me")
-    after = [await send_text(alice, room_id, f"a{i}") for i in range(3)]
 
     status, reaction = await Http(bob).request(
         "PUT",
@@ -227,21 +225,31 @@ async def test_relations_and_context(new_client):
     )
     assert status == 200 and [e["event_id"] for e in rel["chunk"]] == [reaction["event_id"]], rel
 
+
+async def test_room_context(new_client):
+    alice = await new_client("ctxa")
+    bob = await new_client("ctxb")
+    room_id = await shared_room(alice, bob)
+    before = [await send_text(alice, room_id, f"b{i}") for i in range(3)]
+    target = await send_text(alice, room_id, "the middle")
+    after = [await send_text(alice, room_id, f"a{i}") for i in range(3)]
+    http = Http(bob)
     status, ctx = await http.request(
-        "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/context/{q(target)}?limit=6"
+        "GET", f"/_matrix/client/v3/rooms/{q(room_id)}/context/{q(target)}?limit=20"
     )
     assert status == 200, ctx
     assert ctx["event"]["event_id"] == target
     before_ids = [e["event_id"] for e in ctx["events_before"]]
     after_ids = [e["event_id"] for e in ctx["events_after"]]
-    # events_before is newest first; events_after oldest first.
+    # events_before is newest first; events_after oldest first. (How a server splits the
+    # limit between the two is unspecified, so the limit leaves room for all of them.)
     assert before_ids[:3] == list(reversed(before)), before_ids
-    assert after_ids[:3] == after, after_ids
+    assert after_ids == after, after_ids
     assert ctx.get("start") and ctx.get("end")
     assert any(e["type"] == "m.room.member" for e in ctx["state"]), "no member state in /context"
 
 
-async def test_search_and_user_directory(new_client):
+async def test_search(new_client):
     alice = await new_client("srcha")
     bob = await new_client("srchb")
     room_id = await shared_room(alice, bob)
@@ -256,6 +264,11 @@ async def test_search_and_user_directory(new_client):
     results = body["search_categories"]["room_events"]["results"]
     assert [r["result"]["event_id"] for r in results] == [event_id], results
 
+
+async def test_user_directory(new_client):
+    alice = await new_client("uda")
+    bob = await new_client("udb")
+    await shared_room(alice, bob)
     localpart = alice.user_id[1:].split(":", 1)[0]
     status, body = await Http(bob).request(
         "POST", "/_matrix/client/v3/user_directory/search", {"search_term": localpart, "limit": 10}
