@@ -13,11 +13,14 @@ import secrets
 
 from nio import (
     AsyncClient,
+    JoinResponse,
     KeysClaimResponse,
     KeysQueryResponse,
     KeysUploadResponse,
     MegolmEvent,
+    RoomInviteResponse,
     RoomKeyEvent,
+    RoomLeaveResponse,
     RoomMessageText,
     RoomSendResponse,
     ShareGroupSessionResponse,
@@ -217,3 +220,40 @@ async def test_to_device_message_delivered_once(new_client):
     assert event.source["sender"] == alice.user_id
     again = await sync_once(bob, 500)
     assert not mine(again), "to-device message delivered twice"
+
+
+async def test_late_joiner_gets_room_key_and_device_list_updates(new_client):
+    """A user who joins an encrypted room later appears in device_lists.changed of the members'
+    next sync, gets the room key for new messages and decrypts them; after leaving, the user is
+    in device_lists.left."""
+    alice = await new_client("lalice", encryption=True)
+    bob = await new_client("lbob", encryption=True)
+    carol = await new_client("lcarol", encryption=True)
+    for c in (alice, bob, carol):
+        await upload_keys(c)
+    room_id = await shared_room(alice, bob, name="late joiner", initial_state=[ENCRYPTION_STATE])
+    await send_and_decrypt(alice, bob, room_id, expect_claim=True)
+
+    resps = []
+    await sync_once(alice)
+    invited = await alice.room_invite(room_id, carol.user_id)
+    assert isinstance(invited, RoomInviteResponse), invited
+    await sync_until(carol, lambda r: room_id in r.rooms.invite, "carol's invite")
+    joined = await carol.join(room_id)
+    assert isinstance(joined, JoinResponse) and joined.room_id == room_id, joined
+    await sync_once(carol)
+    await sync_until(
+        alice,
+        lambda r: carol.user_id in (r.device_list.changed if r.device_list else []),
+        "carol in alice's device_lists.changed",
+        responses=resps,
+    )
+    await send_and_decrypt(alice, carol, room_id, expect_claim=True)
+
+    left = await carol.room_leave(room_id)
+    assert isinstance(left, RoomLeaveResponse), left
+    await sync_until(
+        alice,
+        lambda r: carol.user_id in (r.device_list.left if r.device_list else []),
+        "carol in alice's device_lists.left",
+    )
