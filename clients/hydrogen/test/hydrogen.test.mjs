@@ -18,6 +18,12 @@
 // the reply goes back the same way. The server only ever holds m.room.encrypted events.
 // Screenshot: target/clients/hydrogen-e2ee.png.
 //
+// Test 3, rooms from the UI: Hydrogen creates a public room with a name, topic and alias through
+// its Create Room view (checked over HTTP: alias resolves, state is right), the helper joins by
+// alias and writes, Hydrogen shows it; Hydrogen joins the helper's public room by alias through
+// its Join Room view and shows the history from before it joined. Screenshot:
+// target/clients/hydrogen-rooms.png.
+//
 // Environment: CONIFER_HS_URL (required), HYDROGEN_APP_URL (default: serve dist/ on a free
 // loopback port), CHROMIUM_PATH (default /usr/bin/chromium), HYDROGEN_HEADFUL=1 to watch,
 // HYDROGEN_STEP_TIMEOUT_MS (default 60000).
@@ -111,6 +117,7 @@ function normalise(path) {
         .replace(/\/(![^/]+|%21[^/]+)/g, "/{roomId}")
         .replace(/\/(@[^/]+|%40[^/]+)/g, "/{userId}")
         .replace(/\/(\$[^/]+|%24[^/]+)/g, "/{eventId}")
+        .replace(/\/(#[^/]+|%23[^/]+)/g, "/{roomAlias}")
         .replace(/\/(send|sendToDevice)\/([^/]+)\/[^/]+$/, "/$1/$2/{txnId}");
 }
 
@@ -337,5 +344,91 @@ test("two Hydrogen sessions exchange end-to-end encrypted messages", { timeout: 
     } finally {
         if (pa) await pa.context().close();
         if (pb) await pb.context().close();
+    }
+});
+
+test("Hydrogen creates a public room with an alias and joins a room by alias", { timeout: 300000 }, async () => {
+    const tag = newTag();
+    step("register users over the Client-Server API");
+    const hydroLocalpart = `hydroc_${tag}`;
+    const hydro = await mx.register(hydroLocalpart, PASSWORD);
+    const helper = await mx.register(`helperc_${tag}`, PASSWORD);
+    const serverName = hydro.user_id.slice(hydro.user_id.indexOf(":") + 1);
+
+    step("helper creates a public room with an alias over HTTP and posts in it");
+    const helperAliasLocal = `helper-room-${tag}`;
+    const helperRoomName = `Helper's public room ${tag}`;
+    const { room_id: helperRoomId } = await mx.createRoom(helper.access_token, {
+        name: helperRoomName,
+        preset: "public_chat",
+        room_alias_name: helperAliasLocal,
+    });
+    const early = `posted before you joined ${tag}`;
+    await mx.sendText(helper.access_token, helperRoomId, early);
+
+    let page;
+    try {
+        page = await openApp("hydrogen-c");
+        await login(page, hydroLocalpart);
+
+        step("create a public room with an alias through the Create Room view");
+        const roomName = `Made in Hydrogen ${tag}`;
+        const aliasLocal = `made-in-hydrogen-${tag}`;
+        await page.getByRole("button", { name: "Create room" }).click();
+        await page.getByText("Create Room", { exact: true }).click();
+        await page.locator("#name").fill(roomName);
+        await page.locator("#topic").fill("created from the UI");
+        await page.locator("#isPublic").check();
+        await page.locator("#roomAlias").fill(aliasLocal);
+        await page.locator(".CreateRoomView button[type=submit]").click();
+        await openRoom(page, roomName);
+
+        step("the alias resolves over HTTP; the room is public with the name and topic");
+        const alias = `#${aliasLocal}:${serverName}`;
+        const resolved = await mx.ok("GET", `/_matrix/client/v3/directory/room/${encodeURIComponent(alias)}`, {
+            token: helper.access_token,
+        });
+        const roomId = resolved.room_id;
+        const state = await mx.ok("GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/state`, {
+            token: hydro.access_token,
+        });
+        const st = (type) => state.find((e) => e.type === type && e.state_key === "");
+        assert.equal(st("m.room.name")?.content.name, roomName);
+        assert.equal(st("m.room.topic")?.content.topic, "created from the UI");
+        assert.equal(st("m.room.join_rules")?.content.join_rule, "public");
+        assert.equal(st("m.room.create")?.sender, hydro.user_id);
+
+        step("the helper joins by alias and writes; Hydrogen shows both");
+        await mx.ok("POST", `/_matrix/client/v3/join/${encodeURIComponent(alias)}`, {
+            token: helper.access_token,
+            body: {},
+        });
+        const hello = `helper says hi ${tag}`;
+        await mx.sendText(helper.access_token, roomId, hello);
+        await messageBody(page, hello).waitFor();
+        await page.locator(".Timeline", { hasText: "joined the room" }).first().waitFor();
+
+        step("join the helper's room by alias through the Join Room view");
+        await page.getByRole("button", { name: "Create room" }).click();
+        await page.getByText("Join Room", { exact: true }).click();
+        await page.locator("#id").fill(`#${helperAliasLocal}:${serverName}`);
+        await page.locator(".JoinRoomView button[type=submit]").click();
+        const tile = page.locator(".RoomList li", { hasText: helperRoomName });
+        await tile.waitFor();
+        await tile.locator("a").click();
+        await messageBody(page, early).waitFor();
+        const members = await mx.ok(
+            "GET", `/_matrix/client/v3/rooms/${encodeURIComponent(helperRoomId)}/joined_members`,
+            { token: helper.access_token },
+        );
+        assert.ok(hydro.user_id in members.joined, JSON.stringify(members));
+
+        await page.screenshot({ path: join(outDir, "hydrogen-rooms.png") });
+        console.log(`# screenshot: ${join(outDir, "hydrogen-rooms.png")}`);
+        assert.deepEqual(blocked, [], `Hydrogen tried to reach non-loopback addresses: ${blocked}`);
+    } catch (err) {
+        await onFailure([page], "hydrogen-rooms", err);
+    } finally {
+        if (page) await page.context().close();
     }
 });
