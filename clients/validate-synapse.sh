@@ -31,7 +31,8 @@ grep -o '[0-9]\{3\} "[A-Z]* /[^ ]*' "$DIR/homeserver.log" \
               s#/(!|%21)[^/]*#/{roomId}#g; s#/(\$|%24)[^/]*#/{eventId}#g; s#/(@|%40)[^/]*#/{userId}#g;
               s#/(%23|\#)[^/]*#/{roomAlias}#g;
               s#/(send|sendToDevice)/([^/]*)/[^/]*#/\1/\2/{txnId}#; s#/redact/\{eventId\}/[^/]*#/redact/{eventId}/{txnId}#;
-              s#/filter/[^/]*$#/filter/{filterId}#; s#/(download|thumbnail)/([^/]*)/[^/]*#/\1/{serverName}/{mediaId}#' \
+              s#/filter/[^/]*$#/filter/{filterId}#; s#/devices/[^/]*#/devices/{deviceId}#;
+              s#/pushrules/global/(content|override|underride|room|sender)/[^/]*#/pushrules/global/\1/{ruleId}#; s#/(download|thumbnail)/([^/]*)/[^/]*#/\1/{serverName}/{mediaId}#' \
     | awk '{print $2, $3, $1}' | sort | uniq -c | sort -k2,3 > "$ROOT/target/clients/synapse-endpoints.txt"
 echo "requests seen by Synapse: target/clients/synapse-endpoints.txt"
 exit $rc
