@@ -146,6 +146,25 @@ pub trait RoomStore: Send + Sync {
     /// Rooms (of the given ones) with timeline events in `(from, to]`.
     fn rooms_with_events(&self, room_ids: &[String], from: u64, to: u64) -> Result<Vec<String>>;
     fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()>;
+    /// Events of a room relating to `event_id` (`content.m.relates_to.event_id`),
+    /// optionally of one relation type and event type, newest first when `backwards`.
+    fn relations(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        before: u64,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
+    /// Messages in the given rooms whose body contains `term` (case-insensitive), newest first.
+    fn search_messages(
+        &self,
+        room_ids: &[String],
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
 }

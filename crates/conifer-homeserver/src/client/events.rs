@@ -44,6 +44,100 @@ pub fn routes() -> Router<Arc<Homeserver>> {
 
 pub fn v1_routes() -> Router<Arc<Homeserver>> {
     Router::new()
+        .route("/rooms/:room/relations/:event", get(relations_all))
+        .route(
+            "/rooms/:room/relations/:event/:rel_type",
+            get(relations_of_type),
+        )
+        .route(
+            "/rooms/:room/relations/:event/:rel_type/:event_type",
+            get(relations_of_type_and_kind),
+        )
+}
+
+#[derive(Deserialize)]
+struct RelationsQuery {
+    from: Option<String>,
+    dir: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn relations(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    event: &str,
+    rel_type: Option<&str>,
+    kind: Option<&str>,
+    q: &RelationsQuery,
+) -> Resp {
+    room_id(room)?;
+    let until = visible_until(hs, room, &auth.user_id)?.min(hs.store.stream_position());
+    hs.store
+        .event(event)?
+        .filter(|e| e.room_id == room && e.stream_pos <= until)
+        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    let backwards = q.dir.as_deref() != Some("f");
+    let from = match &q.from {
+        Some(t) => {
+            parse_token(t)
+                .ok_or_else(|| MatrixError::invalid_param("invalid pagination token"))?
+                .0
+        }
+        None if backwards => until,
+        None => 0,
+    };
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let events = hs.store.relations(
+        room,
+        event,
+        rel_type,
+        kind,
+        from.min(until),
+        backwards,
+        limit,
+    )?;
+    let mut out = json!({ "chunk": events.iter().filter(|e| e.stream_pos <= until).map(|e| format(hs, e, auth)).collect::<Vec<_>>() });
+    if events.len() == limit {
+        if let Some(last) = events.last() {
+            out["next_batch"] = json!(format!(
+                "t{}",
+                if backwards {
+                    last.stream_pos - 1
+                } else {
+                    last.stream_pos
+                }
+            ));
+        }
+    }
+    Ok(Json(out))
+}
+
+async fn relations_all(
+    hs: Hs,
+    auth: Auth,
+    Path((room, event)): Path<(String, String)>,
+    Query(q): Query<RelationsQuery>,
+) -> Resp {
+    relations(&hs, &auth, &room, &event, None, None, &q).await
+}
+
+async fn relations_of_type(
+    hs: Hs,
+    auth: Auth,
+    Path((room, event, rel)): Path<(String, String, String)>,
+    Query(q): Query<RelationsQuery>,
+) -> Resp {
+    relations(&hs, &auth, &room, &event, Some(&rel), None, &q).await
+}
+
+async fn relations_of_type_and_kind(
+    hs: Hs,
+    auth: Auth,
+    Path((room, event, rel, kind)): Path<(String, String, String, String)>,
+    Query(q): Query<RelationsQuery>,
+) -> Resp {
+    relations(&hs, &auth, &room, &event, Some(&rel), Some(&kind), &q).await
 }
 
 /// How far into a room's history the user may see: everything while

@@ -160,7 +160,11 @@ async fn membership_event(
     extra: Option<&Value>,
 ) -> ApiResult<()> {
     let mut content = json!({ "membership": membership });
-    if target == auth.user_id && matches!(membership, "join" | "knock") {
+    // A join or knock carries the sender's profile; an invite of a local
+    // user carries the invitee's, so clients can show a name.
+    let with_profile = (target == auth.user_id && matches!(membership, "join" | "knock"))
+        || (membership == "invite" && hs.is_local(target));
+    if with_profile {
         if let Some(u) = hs.store.user(target)? {
             if let Some(n) = u.displayname {
                 content["displayname"] = json!(n);

@@ -15,6 +15,7 @@ mod membership;
 mod misc;
 mod profile;
 mod pushrules;
+mod search;
 mod sync;
 
 use crate::error::MatrixError;
@@ -40,6 +41,7 @@ fn client_api() -> Router<Arc<Homeserver>> {
         .merge(misc::routes())
         .merge(profile::routes())
         .merge(pushrules::routes())
+        .merge(search::routes())
         .merge(sync::routes())
 }
 

@@ -462,6 +462,57 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn relations(
+        &self,
+        room_id: &str,
+        event_id: &str,
+        rel_type: Option<&str>,
+        event_type: Option<&str>,
+        before: u64,
+        backwards: bool,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        let order = if backwards { "DESC" } else { "ASC" };
+        let cmp = if backwards { "<=" } else { ">" };
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE r.room_id = ?1 AND json_extract(e.json, '$.content.\"m.relates_to\".event_id') = ?2
+                 AND (?3 IS NULL OR json_extract(e.json, '$.content.\"m.relates_to\".rel_type') = ?3)
+                 AND (?4 IS NULL OR e.type = ?4) AND e.stream_pos {cmp} ?5
+                 ORDER BY e.stream_pos {order} LIMIT ?6"
+            ))?;
+            let rows = st.query_map(params![room_id, event_id, rel_type, event_type, before as i64, limit as i64], event_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn search_messages(
+        &self,
+        room_ids: &[String],
+        term: &str,
+        limit: usize,
+    ) -> Result<Vec<StoredEvent>> {
+        if room_ids.is_empty() || term.is_empty() {
+            return Ok(Vec::new());
+        }
+        let pattern = format!("%{}%", like_escape(&term.to_lowercase()));
+        self.read(|c| {
+            let sql = format!(
+                "SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE e.type = 'm.room.message' AND lower(json_extract(e.json, '$.content.body')) LIKE ? ESCAPE '\\'
+                 AND r.room_id IN ({}) ORDER BY e.stream_pos DESC LIMIT ?",
+                placeholders(room_ids.len())
+            );
+            let mut st = c.prepare(&sql)?;
+            let mut args: Vec<rusqlite::types::Value> = vec![pattern.into()];
+            args.extend(room_ids.iter().map(|r| r.clone().into()));
+            args.push((limit as i64).into());
+            let rows = st.query_map(params_from_iter(args), event_row)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
@@ -472,6 +523,13 @@ impl RoomStore for SqliteStore {
             Ok(rows.collect::<rusqlite::Result<_>>()?)
         })
     }
+}
+
+/// Escapes `%`, `_` and the escape character itself for `LIKE … ESCAPE '\'`.
+pub(crate) fn like_escape(s: &str) -> String {
+    s.replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_")
 }
 
 fn membership_row(r: &Row) -> rusqlite::Result<MembershipRecord> {
