@@ -147,15 +147,13 @@ pub trait RoomStore: Send + Sync {
     fn rooms_with_events(&self, room_ids: &[String], from: u64, to: u64) -> Result<Vec<String>>;
     fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()>;
     /// Events of a room relating to `event_id` (`content.m.relates_to.event_id`),
-    /// optionally of one relation type and event type, newest first when `backwards`.
+    /// optionally of one relation type and event type, from `before` on.
     fn relations(
         &self,
         room_id: &str,
         event_id: &str,
-        rel_type: Option<&str>,
-        event_type: Option<&str>,
+        filter: RelationFilter<'_>,
         before: u64,
-        backwards: bool,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
     /// Messages in the given rooms whose body contains `term` (case-insensitive), newest first.

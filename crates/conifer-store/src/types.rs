@@ -138,3 +138,12 @@ pub struct MediaRecord {
     pub uploader: String,
     pub created_ts: u64,
 }
+
+/// Which relations of an event to list, and in which direction.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RelationFilter<'a> {
+    pub rel_type: Option<&'a str>,
+    pub event_type: Option<&'a str>,
+    /// Newest first, from `before` down; otherwise oldest first after `before`.
+    pub backwards: bool,
+}

@@ -88,15 +88,14 @@ async fn relations(
         None => 0,
     };
     let limit = q.limit.unwrap_or(50).clamp(1, 1000);
-    let events = hs.store.relations(
-        room,
-        event,
+    let filter = conifer_store::RelationFilter {
         rel_type,
-        kind,
-        from.min(until),
+        event_type: kind,
         backwards,
-        limit,
-    )?;
+    };
+    let events = hs
+        .store
+        .relations(room, event, filter, from.min(until), limit)?;
     let mut out = json!({ "chunk": events.iter().filter(|e| e.stream_pos <= until).map(|e| format(hs, e, auth)).collect::<Vec<_>>() });
     if events.len() == limit {
         if let Some(last) = events.last() {

@@ -2,8 +2,8 @@
 
 use super::{optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY};
 use crate::{
-    AliasRecord, MembershipRecord, NewEvent, PersistedEvent, Result, RoomRecord, RoomStore,
-    StateIds, StoreError, StoredEvent,
+    AliasRecord, MembershipRecord, NewEvent, PersistedEvent, RelationFilter, Result, RoomRecord,
+    RoomStore, StateIds, StoreError, StoredEvent,
 };
 use rusqlite::{params, params_from_iter, Connection, Row};
 
@@ -466,12 +466,15 @@ impl RoomStore for SqliteStore {
         &self,
         room_id: &str,
         event_id: &str,
-        rel_type: Option<&str>,
-        event_type: Option<&str>,
+        filter: RelationFilter<'_>,
         before: u64,
-        backwards: bool,
         limit: usize,
     ) -> Result<Vec<StoredEvent>> {
+        let RelationFilter {
+            rel_type,
+            event_type,
+            backwards,
+        } = filter;
         let order = if backwards { "DESC" } else { "ASC" };
         let cmp = if backwards { "<=" } else { ">" };
         self.read(|c| {
