@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real clients against a real Conifer: starts `conifer run` on loopback with a
-# fresh data directory, runs the matrix-nio suite (E2EE included) and the
-# Hydrogen web client in headless Chromium, then stops the server.
+# fresh data directory, runs one suite against it (matrix-nio with E2EE, the
+# Hydrogen web client in headless Chromium, or schemathesis over the spec),
+# then stops the server.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 suite="$1"
@@ -26,5 +27,6 @@ export CONIFER_HS_URL="http://127.0.0.1:$port"
 case "$suite" in
     nio) clients/run-nio.sh -q ;;
     hydrogen) clients/run-hydrogen.sh ;;
+    schemathesis) clients/schemathesis/run.sh ;;
     *) echo "unknown suite $suite" >&2; exit 2 ;;
 esac

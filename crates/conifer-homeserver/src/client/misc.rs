@@ -14,7 +14,32 @@ pub fn root_routes() -> Router<Arc<crate::Homeserver>> {
 }
 
 pub fn routes() -> Router<Arc<crate::Homeserver>> {
-    Router::new().route("/capabilities", get(capabilities))
+    Router::new()
+        .route("/capabilities", get(capabilities))
+        .route("/account/3pid", get(no_threepids))
+        .route("/thirdparty/protocols", get(no_protocols))
+        .route("/voip/turnServer", get(no_turn_server))
+        .route("/pushers", get(no_pushers))
+}
+
+/// Conifer binds no e-mail addresses or phone numbers to accounts.
+async fn no_threepids(_auth: Auth) -> Resp {
+    Ok(Json(json!({ "threepids": [] })))
+}
+
+/// No application-service bridges are configured.
+async fn no_protocols(_auth: Auth) -> Resp {
+    Ok(Json(json!({})))
+}
+
+/// No TURN server is configured (an empty object, as Synapse answers then).
+async fn no_turn_server(_auth: Auth) -> Resp {
+    Ok(Json(json!({})))
+}
+
+/// Push gateways are not supported yet, so no pusher is ever registered.
+async fn no_pushers(_auth: Auth) -> Resp {
+    Ok(Json(json!({ "pushers": [] })))
 }
 
 pub fn unstable_routes() -> Router<Arc<crate::Homeserver>> {
