@@ -193,6 +193,29 @@ impl Homeserver {
         pdu: Pdu,
         txn: Option<(String, String, String)>,
     ) -> ApiResult<Arc<Pdu>> {
+        let before = (cache.state.clone(), cache.extremities.clone());
+        let (new_event, stored) = self.prepare_local(room_id, cache, pdu, txn).await?;
+        if let Err(e) = self.store.persist_event(new_event) {
+            // Nothing was stored: the cache must not run ahead of the database.
+            (cache.state, cache.extremities) = before;
+            self.forget_event(stored.event_id.as_str());
+            return Err(e.into());
+        }
+        if stored.kind.to_string() == "m.room.redaction" {
+            self.apply_redaction(&cache.version, room_id, &stored)?;
+        }
+        Ok(stored)
+    }
+
+    /// Authorizes an event built on `cache` and advances the cache past it;
+    /// returns what to persist. Nothing is written yet.
+    async fn prepare_local(
+        &self,
+        room_id: &str,
+        cache: &mut RoomCache,
+        pdu: Pdu,
+        txn: Option<(String, String, String)>,
+    ) -> ApiResult<(NewEvent, Arc<Pdu>)> {
         let state = &cache.state;
         check_auth(
             &cache.version,
@@ -239,7 +262,7 @@ impl Homeserver {
                 .unwrap_or("")
                 .to_owned()
         });
-        self.store.persist_event(NewEvent {
+        let new_event = NewEvent {
             room_id: room_id.to_owned(),
             event_id: pdu.event_id.to_string(),
             json: stored_json.clone(),
@@ -252,21 +275,18 @@ impl Homeserver {
             membership,
             txn,
             notify,
-        })?;
+        };
         if let Some(sk) = &pdu.state_key {
             cache
                 .state
                 .insert((kind.clone(), sk.clone()), pdu.event_id.clone());
         }
         cache.extremities = vec![(pdu.event_id.clone(), pdu.depth)];
-        let mut stored = pdu.clone();
+        let mut stored = pdu;
         stored.json = stored_json;
         let stored = Arc::new(stored);
         self.remember_event(stored.clone());
-        if kind == "m.room.redaction" {
-            self.apply_redaction(&cache.version, room_id, &stored)?;
-        }
-        Ok(stored)
+        Ok((new_event, stored))
     }
 
     /// Who gets a notification for this event: local joined members other
@@ -405,21 +425,52 @@ impl Homeserver {
         } else {
             placeholder.to_string()
         };
-        self.store.create_room(&room_id, &options.version)?;
-        {
-            let handle = self.room_handle(&room_id);
-            let mut guard = handle.lock().await;
-            let cache = guard.insert(RoomCache {
-                version: options.version.clone(),
-                state: HashMap::new(),
-                extremities: vec![],
-            });
-            self.accept_local(&room_id, cache, create_pdu, None).await?;
+        // Build and authorise every initial event on an in-memory state, then
+        // store the room with all of them in one transaction: a createRoom
+        // that fails (say, on a bad initial_state) leaves nothing behind.
+        let mut cache = RoomCache {
+            version: options.version.clone(),
+            state: HashMap::new(),
+            extremities: vec![],
+        };
+        let mut prepared = Vec::new();
+        let outcome = async {
+            prepared.push(
+                self.prepare_local(&room_id, &mut cache, create_pdu, None)
+                    .await?,
+            );
+            let room = OwnedRoomId::try_from(room_id.as_str())
+                .map_err(|_| MatrixError::unknown_internal("cannot form a room ID"))?;
+            for template in templates {
+                let pdu = {
+                    let lookup =
+                        |t: &str, k: &str| cache.state.get(&(t.to_owned(), k.to_owned())).cloned();
+                    build_event(
+                        &cache.version,
+                        &room,
+                        &creator,
+                        &template,
+                        &cache.extremities,
+                        &lookup,
+                        now_ms(),
+                        &self.key,
+                    )?
+                };
+                prepared.push(self.prepare_local(&room_id, &mut cache, pdu, None).await?);
+            }
+            let events = prepared.iter().map(|(e, _)| e.clone()).collect();
+            self.store
+                .create_room_with_events(&room_id, &options.version, events)?;
+            Ok::<(), MatrixError>(())
         }
-        for template in templates {
-            self.send_event(&room_id, creator.as_str(), template, None)
-                .await?;
+        .await;
+        if let Err(e) = outcome {
+            for (_, pdu) in &prepared {
+                self.forget_event(pdu.event_id.as_str());
+            }
+            return Err(e);
         }
+        *self.room_handle(&room_id).lock().await = Some(cache);
         if publish {
             self.store.set_room_published(&room_id, true)?;
         }

@@ -100,6 +100,13 @@ pub trait AccountStore: Send + Sync {
 /// Rooms, aliases, events and room state.
 pub trait RoomStore: Send + Sync {
     fn create_room(&self, room_id: &str, version: &str) -> Result<RoomRecord>;
+    /// Creates a room together with its first events, in one transaction.
+    fn create_room_with_events(
+        &self,
+        room_id: &str,
+        version: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<RoomRecord>;
     fn room(&self, room_id: &str) -> Result<Option<RoomRecord>>;
     fn set_room_published(&self, room_id: &str, published: bool) -> Result<()>;
     fn published_rooms(&self) -> Result<Vec<String>>;

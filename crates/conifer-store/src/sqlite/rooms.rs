@@ -224,6 +224,32 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn create_room_with_events(
+        &self,
+        room_id: &str,
+        version: &str,
+        events: Vec<NewEvent>,
+    ) -> Result<RoomRecord> {
+        let (room_id, version) = (room_id.to_owned(), version.to_owned());
+        self.write(move |c, pos| {
+            if c.execute(
+                "INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)",
+                [&room_id, &version],
+            )? == 0
+            {
+                return Err(StoreError::Conflict);
+            }
+            for ev in events {
+                persist(c, pos, ev)?;
+            }
+            Ok(RoomRecord {
+                room_id,
+                version,
+                published: false,
+            })
+        })
+    }
+
     fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
         self.read(|c| {
             optional(c.query_row(
