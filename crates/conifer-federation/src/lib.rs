@@ -1,0 +1,33 @@
+//! The parts of federation that need no network: server keys and their
+//! self-signatures, X-Matrix request signing and verification, the key ring
+//! that caches remote keys with their validity, the verify keys P2P server
+//! names carry in themselves, and the transport trait that plain HTTPS and
+//! QUIC-over-overlay implement. Signatures and canonical JSON are Ruma's.
+
+mod base64;
+mod key_ring;
+mod p2p;
+mod request_auth;
+mod server_keys;
+mod transport;
+
+pub use key_ring::{KeyRing, VerifyKey};
+pub use p2p::{p2p_verify_key, P2P_KEY_ID};
+pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix};
+pub use server_keys::{server_key_response, verify_server_key_response};
+pub use transport::{FederationRequest, FederationResponse, Transport, TransportError};
+
+/// What can be wrong with a signed request or a key.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AuthError {
+    #[error("malformed Authorization header: {0}")]
+    MalformedHeader(String),
+    #[error("the request is addressed to {0}, not to us")]
+    WrongDestination(String),
+    #[error("no valid key {key} known for {server}")]
+    UnknownKey { server: String, key: String },
+    #[error("bad signature: {0}")]
+    BadSignature(String),
+    #[error("bad key response: {0}")]
+    BadKeyResponse(String),
+}
