@@ -1,9 +1,11 @@
-//! Homeserver load benchmark: N users share a room, every one of them
-//! long-polls `/sync` while all of them send messages as fast as the server
-//! takes them. Prints one JSON line of figures for the server at `--url`
-//! (process `--pid`): messages per second, send→sync latency, CPU seconds
-//! and memory. `bench/homeserver-load.sh` runs it against Conifer and
-//! Synapse in the same run.
+//! Homeserver load benchmark: N users share a room and every one of them
+//! long-polls `/sync`. Two phases: first the users send at a fixed total rate
+//! (open loop, `--rate` messages per second for `--seconds`), which gives the
+//! send→sync latency of a server that keeps up; then all of them send as fast
+//! as the server answers (closed loop, `--messages` each), which gives the
+//! throughput and the latency under saturation. Prints one JSON line for the
+//! server at `--url` (process `--pid`), CPU seconds and memory included.
+//! `bench/homeserver-load.sh` runs it against Conifer and Synapse in one run.
 
 use serde_json::{json, Value};
 use std::collections::HashMap;
@@ -16,6 +18,8 @@ struct Args {
     label: String,
     users: usize,
     messages: usize,
+    rate: f64,
+    seconds: f64,
 }
 
 fn args() -> Args {
@@ -25,6 +29,8 @@ fn args() -> Args {
         label: "server".into(),
         users: 10,
         messages: 50,
+        rate: 20.0,
+        seconds: 10.0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -35,6 +41,8 @@ fn args() -> Args {
             "--label" => a.label = v(),
             "--users" => a.users = v().parse().unwrap(),
             "--messages" => a.messages = v().parse().unwrap(),
+            "--rate" => a.rate = v().parse().unwrap(),
+            "--seconds" => a.seconds = v().parse().unwrap(),
             "--bench" => {}
             _ => {}
         }
@@ -182,9 +190,9 @@ async fn main() {
     }
 
     // Everyone long-polls; deliveries are matched to send times by body.
-    let sent: Arc<Mutex<HashMap<String, Instant>>> = Arc::default();
-    let latencies: Arc<Mutex<Vec<f64>>> = Arc::default();
-    let expected = a.users * a.messages * (a.users - 1);
+    // Body → (send time, sender index); deliveries → (body, latency in ms).
+    let sent: Arc<Mutex<HashMap<String, (Instant, usize)>>> = Arc::default();
+    let latencies: Arc<Mutex<Vec<(String, f64)>>> = Arc::default();
     let filter = json!({ "room": { "timeline": { "limit": 200 } }, "presence": { "types": [] } })
         .to_string();
     let mut syncers = Vec::new();
@@ -197,7 +205,6 @@ async fn main() {
             latencies.clone(),
             filter.clone(),
         );
-        let me = format!("u{i}-");
         let (_, first) = call(
             &http,
             reqwest::Method::GET,
@@ -228,14 +235,11 @@ async fn main() {
                     for room in rooms.values() {
                         for e in room["timeline"]["events"].as_array().into_iter().flatten() {
                             if let Some(body) = e["content"]["body"].as_str() {
-                                if body.starts_with(&me) {
-                                    continue;
-                                }
-                                if let Some(t) = sent.lock().unwrap().get(body) {
-                                    latencies
-                                        .lock()
-                                        .unwrap()
-                                        .push(now.duration_since(*t).as_secs_f64() * 1000.0);
+                                let seen = sent.lock().unwrap().get(body).copied();
+                                if let Some((t, sender)) = seen.filter(|(_, sender)| *sender != i) {
+                                    let _ = sender;
+                                    let ms = now.duration_since(t).as_secs_f64() * 1000.0;
+                                    latencies.lock().unwrap().push((body.to_owned(), ms));
                                 }
                             }
                         }
@@ -246,31 +250,73 @@ async fn main() {
         }));
     }
 
-    let (cpu0, _, _) = proc_stats(a.pid);
-    let start = Instant::now();
-    let mut senders = Vec::new();
-    for (i, (_, token)) in users.iter().enumerate() {
-        let (http, url, token, sent, room_path, n) = (
-            http.clone(),
-            url.clone(),
-            token.clone(),
-            sent.clone(),
-            room_path.clone(),
-            a.messages,
-        );
-        senders.push(tokio::spawn(async move {
-            for j in 0..n {
-                let body = format!("u{i}-{j}");
-                sent.lock().unwrap().insert(body.clone(), Instant::now());
+    let tokens: Arc<Vec<String>> = Arc::new(users.iter().map(|(_, t)| t.clone()).collect());
+    let send = {
+        let (http, url, sent, room_path) =
+            (http.clone(), url.clone(), sent.clone(), room_path.clone());
+        move |i: usize, body: String| {
+            let (http, url, token, sent, room_path) = (
+                http.clone(),
+                url.clone(),
+                tokens[i].clone(),
+                sent.clone(),
+                room_path.clone(),
+            );
+            async move {
+                sent.lock()
+                    .unwrap()
+                    .insert(body.clone(), (Instant::now(), i));
+                let path =
+                    format!("{url}/_matrix/client/v3/rooms/{room_path}/send/m.room.message/{body}");
                 let (s, r) = call(
                     &http,
                     reqwest::Method::PUT,
-                    format!("{url}/_matrix/client/v3/rooms/{room_path}/send/m.room.message/{body}"),
+                    path,
                     Some(&token),
                     Some(json!({ "msgtype": "m.text", "body": body })),
                 )
                 .await;
                 assert_eq!(s, 200, "send: {r}");
+            }
+        }
+    };
+    let wait_for = |n: usize| {
+        let latencies = latencies.clone();
+        async move {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            while latencies.lock().unwrap().len() < n && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+
+    // Phase 1: a fixed offered rate, round-robin over the users.
+    let paced = (a.rate * a.seconds) as usize;
+    let interval = Duration::from_secs_f64(1.0 / a.rate);
+    let mut tick = tokio::time::interval(interval);
+    let mut pending = Vec::new();
+    for j in 0..paced {
+        tick.tick().await;
+        pending.push(tokio::spawn(send(
+            j % a.users,
+            format!("p{}-{j}", j % a.users),
+        )));
+    }
+    for p in pending {
+        p.await.unwrap();
+    }
+    wait_for(paced * (a.users - 1)).await;
+
+    // Phase 2: everyone sends back to back.
+    let (cpu0, _, _) = proc_stats(a.pid);
+    let start = Instant::now();
+    let mut senders = Vec::new();
+    for i in 0..a.users {
+        let send = send.clone();
+        let n = a.messages;
+        senders.push(tokio::spawn(async move {
+            for j in 0..n {
+                send(i, format!("u{i}-{j}")).await;
             }
         }));
     }
@@ -278,26 +324,38 @@ async fn main() {
         s.await.unwrap();
     }
     let send_secs = start.elapsed().as_secs_f64();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while latencies.lock().unwrap().len() < expected && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_for(paced * (a.users - 1) + a.users * a.messages * (a.users - 1)).await;
     let (cpu1, _, peak_rss) = proc_stats(a.pid);
     for s in syncers {
         s.abort();
     }
-    let mut lat = latencies.lock().unwrap().clone();
-    lat.sort_by(|x, y| x.partial_cmp(y).unwrap());
+    let all = latencies.lock().unwrap().clone();
+    let sorted = |prefix: char| {
+        let mut v: Vec<f64> = all
+            .iter()
+            .filter(|(b, _)| b.starts_with(prefix))
+            .map(|(_, l)| *l)
+            .collect();
+        v.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        v
+    };
+    let (paced_lat, loaded_lat) = (sorted('p'), sorted('u'));
     let total = a.users * a.messages;
+    let r2 = |x: f64| (x * 100.0).round() / 100.0;
     println!(
         "{}",
         json!({
-            "server": a.label, "users": a.users, "messages": total,
+            "server": a.label, "users": a.users,
+            "paced_rate": a.rate, "paced_messages": paced,
+            "paced_deliveries": paced_lat.len(), "paced_expected": paced * (a.users - 1),
+            "paced_send_to_sync_ms_p50": r2(percentile(&paced_lat, 0.5)),
+            "paced_send_to_sync_ms_p99": r2(percentile(&paced_lat, 0.99)),
+            "messages": total,
             "messages_per_s": (total as f64 / send_secs * 10.0).round() / 10.0,
-            "deliveries": lat.len(), "expected_deliveries": expected,
-            "send_to_sync_ms_p50": (percentile(&lat, 0.5) * 100.0).round() / 100.0,
-            "send_to_sync_ms_p99": (percentile(&lat, 0.99) * 100.0).round() / 100.0,
-            "cpu_s": ((cpu1 - cpu0) * 100.0).round() / 100.0,
+            "deliveries": loaded_lat.len(), "expected_deliveries": total * (a.users - 1),
+            "loaded_send_to_sync_ms_p50": r2(percentile(&loaded_lat, 0.5)),
+            "loaded_send_to_sync_ms_p99": r2(percentile(&loaded_lat, 0.99)),
+            "cpu_s_saturated_phase": r2(cpu1 - cpu0),
             "idle_rss_mib": (idle_rss * 10.0).round() / 10.0,
             "peak_rss_mib": (peak_rss * 10.0).round() / 10.0,
         })

@@ -7,22 +7,36 @@ use conifer_rooms::ruma::push::{PushConditionRoomCtx, Ruleset};
 use conifer_rooms::ruma::serde::Raw;
 use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId, UInt, UserId};
 use serde_json::{json, Value};
+use std::sync::Arc;
 
 /// Push rules are stored as the `m.push_rules` global account data, the way
 /// clients also see them in `/sync`.
 pub const PUSH_RULES: &str = "m.push_rules";
 
-pub fn ruleset(hs: &Homeserver, user_id: &UserId) -> Ruleset {
-    hs.store
-        .account_data(user_id.as_str(), None, PUSH_RULES)
-        .ok()
-        .flatten()
-        .and_then(|v| serde_json::from_value::<Ruleset>(v.get("global")?.clone()).ok())
-        .unwrap_or_else(|| Ruleset::server_default(user_id))
+/// The user's rule set. Parsed rule sets are cached: every stored event
+/// evaluates them once per local member.
+pub fn ruleset(hs: &Homeserver, user_id: &UserId) -> Arc<Ruleset> {
+    if let Some(r) = hs.push_rules.lock().unwrap().get(user_id.as_str()) {
+        return r.clone();
+    }
+    let rules = Arc::new(
+        hs.store
+            .account_data(user_id.as_str(), None, PUSH_RULES)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_value::<Ruleset>(v.get("global")?.clone()).ok())
+            .unwrap_or_else(|| Ruleset::server_default(user_id)),
+    );
+    let mut cache = hs.push_rules.lock().unwrap();
+    if cache.len() > 10_000 {
+        cache.clear();
+    }
+    cache.insert(user_id.to_string(), rules.clone());
+    rules
 }
 
 pub fn ruleset_json(hs: &Homeserver, user_id: &UserId) -> Value {
-    json!({ "global": ruleset(hs, user_id) })
+    json!({ "global": *ruleset(hs, user_id) })
 }
 
 pub fn save(

@@ -50,12 +50,12 @@ fn kind(k: &str) -> crate::ApiResult<RuleKind> {
 }
 
 async fn all(hs: Hs, auth: Auth) -> Resp {
-    Ok(Json(json!({ "global": ruleset(&hs, &user(&auth)?) })))
+    Ok(Json(json!({ "global": *ruleset(&hs, &user(&auth)?) })))
 }
 
 async fn global(hs: Hs, auth: Auth) -> Resp {
     Ok(Json(
-        serde_json::to_value(ruleset(&hs, &user(&auth)?)).unwrap_or(json!({})),
+        serde_json::to_value(&*ruleset(&hs, &user(&auth)?)).unwrap_or(json!({})),
     ))
 }
 
@@ -114,7 +114,7 @@ async fn put_rule(
         _ => return Err(MatrixError::invalid_param("unknown push rule kind")),
     };
     let uid = user(&auth)?;
-    let mut rules = ruleset(&hs, &uid);
+    let mut rules = (*ruleset(&hs, &uid)).clone();
     rules
         .insert(new_rule, q.after.as_deref(), q.before.as_deref())
         .map_err(|e| {
@@ -131,7 +131,7 @@ async fn put_rule(
 async fn delete_rule(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
     let rk = kind(&k)?;
     let uid = user(&auth)?;
-    let mut rules = ruleset(&hs, &uid);
+    let mut rules = (*ruleset(&hs, &uid)).clone();
     rules.remove(rk, &id).map_err(|e| match e {
         conifer_rooms::ruma::push::RemovePushRuleError::NotFound => {
             MatrixError::not_found("no such push rule")
@@ -160,7 +160,7 @@ async fn put_enabled(
         .and_then(Value::as_bool)
         .ok_or_else(|| MatrixError::missing_param("enabled"))?;
     let uid = user(&auth)?;
-    let mut rules = ruleset(&hs, &uid);
+    let mut rules = (*ruleset(&hs, &uid)).clone();
     rules
         .set_enabled(rk, &id, enabled)
         .map_err(|_| MatrixError::not_found("no such push rule"))?;
@@ -188,7 +188,7 @@ async fn put_actions(
     )
     .map_err(|e| MatrixError::bad_json(e.to_string()))?;
     let uid = user(&auth)?;
-    let mut rules = ruleset(&hs, &uid);
+    let mut rules = (*ruleset(&hs, &uid)).clone();
     rules
         .set_actions(rk, &id, actions)
         .map_err(|_| MatrixError::not_found("no such push rule"))?;
