@@ -15,7 +15,9 @@ pub use key_ring::{KeyRing, VerifyKey};
 pub use p2p::{p2p_verify_key, P2P_KEY_ID};
 pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix};
 pub use server_keys::{server_key_response, verify_server_key_response};
-pub use transport::{FederationRequest, FederationResponse, Transport, TransportError};
+pub use transport::{
+    FederationRequest, FederationResponse, Transport, TransportError, TransportFuture,
+};
 
 /// What can be wrong with a signed request or a key.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

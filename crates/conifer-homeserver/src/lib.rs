@@ -9,6 +9,7 @@ pub mod client;
 pub mod config;
 pub mod error;
 mod extract;
+pub mod federation;
 mod format;
 mod media;
 mod password;
@@ -40,6 +41,9 @@ pub struct Homeserver {
     rooms: rooms::RoomCaches,
     events: Mutex<HashMap<String, Arc<Pdu>>>,
     tokens: Mutex<HashMap<String, Auth>>,
+    pub(crate) key_ring: Mutex<conifer_federation::KeyRing>,
+    /// How federation requests leave this server; set once by the embedder.
+    pub transport: std::sync::OnceLock<Arc<dyn conifer_federation::Transport>>,
     pub(crate) push_rules: Mutex<HashMap<String, Arc<conifer_rooms::ruma::push::Ruleset>>>,
     pub(crate) typing: typing::Typing,
     pub(crate) limits: ratelimit::Limits,
@@ -90,6 +94,8 @@ impl Homeserver {
             events: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             push_rules: Mutex::new(HashMap::new()),
+            key_ring: Mutex::new(conifer_federation::KeyRing::default()),
+            transport: std::sync::OnceLock::new(),
             typing: typing::Typing::default(),
             limits,
             media,

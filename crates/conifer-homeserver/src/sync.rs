@@ -460,10 +460,15 @@ fn timeline_and_state(
     events.reverse();
 
     let start_pos = events.first().map(|e| e.stream_pos).unwrap_or(w.to + 1);
-    let state_before = state_before_pos(hs, room_id, start_pos)?;
+    // An incremental sync whose timeline is complete needs no state: every
+    // state change is in the timeline itself.
     let state_ids: Vec<String> = if full {
-        state_before.values().cloned().collect()
+        state_before_pos(hs, room_id, start_pos)?
+            .values()
+            .cloned()
+            .collect()
     } else if limited {
+        let state_before = state_before_pos(hs, room_id, start_pos)?;
         let old = state_before_pos(hs, room_id, from.unwrap_or(0) + 1)?;
         state_before
             .iter()

@@ -25,8 +25,8 @@ use axum::Router;
 use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
-pub(crate) type Resp = crate::ApiResult<axum::Json<serde_json::Value>>;
-pub(crate) type Hs = axum::extract::State<Arc<Homeserver>>;
+pub type Resp = crate::ApiResult<axum::Json<serde_json::Value>>;
+pub type Hs = axum::extract::State<Arc<Homeserver>>;
 
 /// The versioned client API, shared by the v3 and r0 prefixes.
 fn client_api() -> Router<Arc<Homeserver>> {

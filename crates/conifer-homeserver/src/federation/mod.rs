@@ -1,0 +1,33 @@
+//! The Server-Server API surface (growing): key publication, the version
+//! endpoint, X-Matrix authentication of every inbound request, and the
+//! profile query. Outbound requests go through the embedder's
+//! [`conifer_federation::Transport`].
+
+mod auth;
+mod keys;
+mod query;
+
+pub use auth::FederationAuth;
+
+use crate::error::MatrixError;
+use crate::Homeserver;
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::json;
+use std::sync::Arc;
+
+/// The routes other servers call.
+pub fn router(hs: Arc<Homeserver>) -> Router {
+    Router::new()
+        .route("/_matrix/key/v2/server", get(keys::server_keys))
+        .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
+        .route("/_matrix/federation/v1/version", get(version))
+        .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .fallback(|| async { MatrixError::unrecognized("unrecognized request") })
+        .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
+        .with_state(hs)
+}
+
+async fn version() -> Json<serde_json::Value> {
+    Json(json!({ "server": { "name": "Conifer", "version": env!("CARGO_PKG_VERSION") } }))
+}

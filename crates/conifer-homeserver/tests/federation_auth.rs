@@ -1,0 +1,216 @@
+//! Server keys and X-Matrix authentication between two homeservers, with
+//! requests carried in-process (the transport is pluggable; TLS and the
+//! overlay come with their own transports).
+
+use axum::body::Body;
+use axum::Router;
+use conifer_federation::{
+    sign_request, verify_server_key_response, FederationRequest, FederationResponse, Transport,
+    TransportError, P2P_KEY_ID,
+};
+use conifer_homeserver::{federation, Config, Homeserver, OwnedServerName};
+use conifer_rooms::ServerKey;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use tower::ServiceExt;
+
+/// Delivers requests to the federation router of the named server.
+#[derive(Default, Clone)]
+struct InProcess {
+    servers: Arc<Mutex<HashMap<String, Router>>>,
+}
+
+impl Transport for InProcess {
+    fn send(&self, r: FederationRequest) -> conifer_federation::TransportFuture<'_> {
+        Box::pin(async move {
+            let router = self
+                .servers
+                .lock()
+                .unwrap()
+                .get(&r.destination)
+                .cloned()
+                .ok_or_else(|| TransportError::Unreachable(r.destination.clone()))?;
+            let mut req = axum::http::Request::builder()
+                .method(r.method.as_str())
+                .uri(&r.uri);
+            if let Some(a) = &r.authorization {
+                req = req.header("authorization", a);
+            }
+            let req = req
+                .header("content-type", "application/json")
+                .body(Body::from(r.body.unwrap_or_default()))
+                .unwrap();
+            let resp = router
+                .oneshot(req)
+                .await
+                .map_err(|e| TransportError::Io(e.to_string()))?;
+            let status = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+                .await
+                .map_err(|e| TransportError::Io(e.to_string()))?;
+            Ok(FederationResponse {
+                status,
+                body: body.to_vec(),
+            })
+        })
+    }
+}
+
+struct Server {
+    hs: Arc<Homeserver>,
+    _dir: tempfile::TempDir,
+}
+
+fn server(name: &str, key_version: &str, seed: u8, net: &InProcess) -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let config = Config {
+        data_dir: dir.path().to_owned(),
+        ..Config::default()
+    };
+    let hs = Homeserver::open(
+        config,
+        &OwnedServerName::try_from(name).unwrap(),
+        key_version,
+        &[seed; 32],
+    )
+    .unwrap();
+    let _ = hs.transport.set(Arc::new(net.clone()));
+    net.servers
+        .lock()
+        .unwrap()
+        .insert(name.to_owned(), federation::router(hs.clone()));
+    Server { hs, _dir: dir }
+}
+
+async fn signed(net: &InProcess, key: &ServerKey, destination: &str, uri: &str) -> (u16, Value) {
+    let authorization = sign_request(key, "GET", uri, destination, None).unwrap();
+    let r = net
+        .send(FederationRequest {
+            destination: destination.into(),
+            method: "GET".into(),
+            uri: uri.into(),
+            body: None,
+            authorization: Some(authorization),
+        })
+        .await
+        .unwrap();
+    (
+        r.status,
+        serde_json::from_slice(&r.body).unwrap_or(Value::Null),
+    )
+}
+
+#[tokio::test]
+async fn keys_are_published_and_signed_requests_are_verified() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    one.hs
+        .store
+        .create_user("@ann:one.test", None, false, 0)
+        .unwrap();
+    one.hs
+        .store
+        .set_displayname("@ann:one.test", Some("Ann"))
+        .unwrap();
+
+    // Anyone can fetch and check a server's keys.
+    let r = net
+        .send(FederationRequest {
+            destination: "one.test".into(),
+            method: "GET".into(),
+            uri: "/_matrix/key/v2/server".into(),
+            body: None,
+            authorization: None,
+        })
+        .await
+        .unwrap();
+    let keys = verify_server_key_response("one.test", &serde_json::from_slice(&r.body).unwrap(), 0)
+        .unwrap();
+    assert_eq!(keys[0].key, one.hs.key.public);
+
+    // two asks one for a profile; one fetches two's key to verify the request.
+    let uri = "/_matrix/federation/v1/query/profile?user_id=%40ann%3Aone.test";
+    let (status, body) = signed(&net, &two.hs.key, "one.test", uri).await;
+    assert_eq!(
+        (status, body["displayname"].as_str()),
+        (200, Some("Ann")),
+        "{body}"
+    );
+
+    // An impostor signing as two.test with another key is refused.
+    let impostor = ServerKey::from_seed(
+        &OwnedServerName::try_from("two.test").unwrap(),
+        "k2",
+        &[9; 32],
+    );
+    let (status, body) = signed(&net, &impostor, "one.test", uri).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN"))
+    );
+    // A request meant for another server is refused.
+    let authorization = sign_request(&two.hs.key, "GET", uri, "three.test", None).unwrap();
+    let r = net
+        .send(FederationRequest {
+            destination: "one.test".into(),
+            method: "GET".into(),
+            uri: uri.into(),
+            body: None,
+            authorization: Some(authorization),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
+    // No signature at all.
+    let r = net
+        .send(FederationRequest {
+            destination: "one.test".into(),
+            method: "GET".into(),
+            uri: uri.into(),
+            body: None,
+            authorization: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.status, 401);
+    // An origin whose keys cannot be fetched.
+    let stranger = ServerKey::from_seed(
+        &OwnedServerName::try_from("nowhere.test").unwrap(),
+        "k",
+        &[5; 32],
+    );
+    let (status, body) = signed(&net, &stranger, "one.test", uri).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (401, Some("M_UNAUTHORIZED"))
+    );
+}
+
+#[tokio::test]
+async fn p2p_names_are_verified_without_fetching_keys() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    one.hs
+        .store
+        .create_user("@ann:one.test", None, false, 0)
+        .unwrap();
+    // A P2P node: its name is the hex of its key, and it is not reachable at all.
+    let seed = [7u8; 32];
+    let probe = ServerKey::from_seed(&OwnedServerName::try_from("x.test").unwrap(), "k", &seed);
+    let name = hex::encode(probe.public);
+    let p2p = ServerKey::from_seed(
+        &OwnedServerName::try_from(name.as_str()).unwrap(),
+        P2P_KEY_ID.trim_start_matches("ed25519:"),
+        &seed,
+    );
+    let (status, body) = signed(
+        &net,
+        &p2p,
+        "one.test",
+        "/_matrix/federation/v1/query/profile?user_id=%40ann%3Aone.test",
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+}
