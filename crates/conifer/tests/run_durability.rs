@@ -120,3 +120,67 @@ fn acknowledged_messages_survive_kill_9() {
     node.kill().unwrap();
     node.wait().unwrap();
 }
+
+/// Starts a P2P node (no `--server-name`) and returns its printed server name.
+fn start_p2p(dir: &std::path::Path, port: u16) -> (Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_conifer"))
+        .args([
+            "run",
+            "--no-multicast",
+            "--listen",
+            "127.0.0.1:0",
+            "--client-addr",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .arg("--data-dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = lines.next().unwrap().unwrap();
+    let name = first
+        .strip_prefix("server name")
+        .expect("first line names the server")
+        .trim()
+        .to_owned();
+    std::thread::spawn(move || for _ in lines {});
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "conifer run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    (child, name)
+}
+
+#[test]
+fn a_p2p_node_is_named_by_its_key_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let (mut node, name) = start_p2p(dir.path(), port);
+    assert_eq!(name.len(), 64, "{name}");
+    assert!(
+        name.bytes()
+            .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()),
+        "{name}"
+    );
+    let reg = call(
+        port,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        r#"{"username":"me","password":"pw","auth":{"type":"m.login.dummy"}}"#,
+    );
+    assert_eq!(reg["user_id"], format!("@me:{name}"));
+    node.kill().unwrap();
+    node.wait().unwrap();
+    let (mut again, name_again) = start_p2p(dir.path(), port);
+    assert_eq!(
+        name, name_again,
+        "the node key persists in the data directory"
+    );
+    again.kill().unwrap();
+    again.wait().unwrap();
+}
