@@ -84,13 +84,25 @@ fn server(name: &str, key_version: &str, seed: u8, net: &InProcess) -> Server {
 }
 
 async fn signed(net: &InProcess, key: &ServerKey, destination: &str, uri: &str) -> (u16, Value) {
-    let authorization = sign_request(key, "GET", uri, destination, None).unwrap();
+    signed_with(net, key, destination, "GET", uri, None).await
+}
+
+async fn signed_with(
+    net: &InProcess,
+    key: &ServerKey,
+    destination: &str,
+    method: &str,
+    uri: &str,
+    body: Option<Value>,
+) -> (u16, Value) {
+    let authorization = sign_request(key, method, uri, destination, body.as_ref()).unwrap();
+    let body = body.map(|b| serde_json::to_vec(&b).unwrap());
     let r = net
         .send(FederationRequest {
             destination: destination.into(),
-            method: "GET".into(),
+            method: method.into(),
             uri: uri.into(),
-            body: None,
+            body,
             authorization: Some(authorization),
         })
         .await
@@ -213,4 +225,115 @@ async fn p2p_names_are_verified_without_fetching_keys() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
+}
+
+#[tokio::test]
+async fn remote_servers_read_device_lists_keys_and_aliases() {
+    use serde_json::json;
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    let store = &one.hs.store;
+    store.create_user("@ann:one.test", None, false, 0).unwrap();
+    store
+        .create_device("@ann:one.test", "PHONE", Some("phone"), "tok", 0)
+        .unwrap();
+    let keys = json!({ "user_id": "@ann:one.test", "device_id": "PHONE", "keys": { "ed25519:PHONE": "e" } });
+    store
+        .upload_keys(
+            "@ann:one.test",
+            "PHONE",
+            Some(&keys),
+            &[("signed_curve25519:A".into(), json!({ "key": "otk" }))],
+            &[],
+        )
+        .unwrap();
+    let room = store.create_room("!r:one.test", "11").unwrap().room_id;
+    store
+        .put_alias("#pines:one.test", &room, "@ann:one.test")
+        .unwrap();
+
+    let (status, devices) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "/_matrix/federation/v1/user/devices/%40ann%3Aone.test",
+    )
+    .await;
+    assert_eq!(status, 200, "{devices}");
+    assert_eq!(devices["devices"][0]["device_id"], "PHONE");
+    assert_eq!(devices["devices"][0]["keys"]["keys"]["ed25519:PHONE"], "e");
+    assert_eq!(devices["devices"][0]["device_display_name"], "phone");
+
+    let query = json!({ "device_keys": { "@ann:one.test": [] } });
+    let (_, q) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "POST",
+        "/_matrix/federation/v1/user/keys/query",
+        Some(query),
+    )
+    .await;
+    assert_eq!(
+        q["device_keys"]["@ann:one.test"]["PHONE"]["keys"]["ed25519:PHONE"],
+        "e"
+    );
+
+    let claim = json!({ "one_time_keys": { "@ann:one.test": { "PHONE": "signed_curve25519" } } });
+    let (_, c) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "POST",
+        "/_matrix/federation/v1/user/keys/claim",
+        Some(claim.clone()),
+    )
+    .await;
+    assert_eq!(
+        c["one_time_keys"]["@ann:one.test"]["PHONE"]["signed_curve25519:A"]["key"],
+        "otk"
+    );
+    let (_, again) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "POST",
+        "/_matrix/federation/v1/user/keys/claim",
+        Some(claim),
+    )
+    .await;
+    assert!(
+        again["one_time_keys"]["@ann:one.test"].is_null(),
+        "a one-time key is claimed once: {again}"
+    );
+
+    let (_, d) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "/_matrix/federation/v1/query/directory?room_alias=%23pines%3Aone.test",
+    )
+    .await;
+    assert_eq!(d["room_id"], "!r:one.test");
+    // A body changed after signing is refused.
+    let authorization = sign_request(
+        &two.hs.key,
+        "POST",
+        "/_matrix/federation/v1/user/keys/query",
+        "one.test",
+        Some(&json!({ "device_keys": {} })),
+    )
+    .unwrap();
+    let r = net
+        .send(FederationRequest {
+            destination: "one.test".into(),
+            method: "POST".into(),
+            uri: "/_matrix/federation/v1/user/keys/query".into(),
+            body: Some(br#"{"device_keys":{"@ann:one.test":[]}}"#.to_vec()),
+            authorization: Some(authorization),
+        })
+        .await
+        .unwrap();
+    assert_eq!(r.status, 403);
 }

@@ -23,6 +23,22 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
         .route("/_matrix/federation/v1/version", get(version))
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .route(
+            "/_matrix/federation/v1/query/directory",
+            get(query::directory),
+        )
+        .route(
+            "/_matrix/federation/v1/user/devices/:user",
+            get(query::user_devices),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/query",
+            axum::routing::post(query::keys_query),
+        )
+        .route(
+            "/_matrix/federation/v1/user/keys/claim",
+            axum::routing::post(query::keys_claim),
+        )
         .fallback(|| async { MatrixError::unrecognized("unrecognized request") })
         .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
         .with_state(hs)
