@@ -50,6 +50,10 @@ pub fn save(
         PUSH_RULES,
         &json!({ "global": rules }),
     )?;
+    hs.push_rules
+        .lock()
+        .unwrap()
+        .insert(user_id.to_string(), Arc::new(rules.clone()));
     Ok(())
 }
 
