@@ -12,6 +12,15 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Waits until `conifer run` accepts client connections.
+fn wait_for_port(port: u16) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "conifer run did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn start(dir: &std::path::Path, port: u16) -> Child {
     let child = Command::new(env!("CARGO_BIN_EXE_conifer"))
         .args([
@@ -28,11 +37,7 @@ fn start(dir: &std::path::Path, port: u16) -> Child {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "conifer run did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port);
     child
 }
 
@@ -147,11 +152,7 @@ fn start_p2p(dir: &std::path::Path, port: u16) -> (Child, String) {
         .trim()
         .to_owned();
     std::thread::spawn(move || for _ in lines {});
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "conifer run did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_for_port(port);
     (child, name)
 }
 

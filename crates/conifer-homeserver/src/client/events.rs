@@ -149,6 +149,15 @@ fn visible_until(hs: &Homeserver, room: &str, user: &str) -> ApiResult<u64> {
     }
 }
 
+/// The room state the user may see: the current state for a member, the
+/// state at the leave for a former member.
+fn visible_state(hs: &Homeserver, room: &str, user: &str) -> ApiResult<conifer_store::StateIds> {
+    match visible_until(hs, room, user)? {
+        u64::MAX => Ok(hs.store.current_state(room)?),
+        until => state_before_pos(hs, room, until + 1),
+    }
+}
+
 fn format(hs: &Homeserver, e: &StoredEvent, auth: &Auth) -> Value {
     let _ = hs;
     client_event(
@@ -194,12 +203,7 @@ async fn send(
 
 async fn all_state(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
     room_id(&room)?;
-    let until = visible_until(&hs, &room, &auth.user_id)?;
-    let ids = if until == u64::MAX {
-        hs.store.current_state(&room)?
-    } else {
-        state_before_pos(&hs, &room, until + 1)?
-    };
+    let ids = visible_state(&hs, &room, &auth.user_id)?;
     let mut out = Vec::new();
     for id in ids.values() {
         if let Some(e) = hs.store.event(id)? {
@@ -223,12 +227,7 @@ async fn state_event(
     q: &StateQuery,
 ) -> Resp {
     room_id(room)?;
-    let until = visible_until(hs, room, &auth.user_id)?;
-    let ids = if until == u64::MAX {
-        hs.store.current_state(room)?
-    } else {
-        state_before_pos(hs, room, until + 1)?
-    };
+    let ids = visible_state(hs, room, &auth.user_id)?;
     let id = ids
         .get(&(kind.to_owned(), key.to_owned()))
         .ok_or_else(|| MatrixError::not_found("no such state event"))?;
@@ -469,12 +468,7 @@ async fn members(
     Query(q): Query<MembersQuery>,
 ) -> Resp {
     room_id(&room)?;
-    let until = visible_until(&hs, &room, &auth.user_id)?;
-    let ids = if until == u64::MAX {
-        hs.store.current_state(&room)?
-    } else {
-        state_before_pos(&hs, &room, until + 1)?
-    };
+    let ids = visible_state(&hs, &room, &auth.user_id)?;
     let mut chunk = Vec::new();
     for ((kind, _), id) in &ids {
         if kind != "m.room.member" {
