@@ -41,6 +41,7 @@ pub struct Homeserver {
     rooms: rooms::RoomCaches,
     events: Mutex<HashMap<String, Arc<Pdu>>>,
     tokens: Mutex<HashMap<String, Auth>>,
+    pub(crate) sender: federation::SenderHandle,
     pub(crate) key_ring: Mutex<conifer_federation::KeyRing>,
     /// How federation requests leave this server; set once by the embedder.
     pub transport: std::sync::OnceLock<Arc<dyn conifer_federation::Transport>>,
@@ -95,6 +96,7 @@ impl Homeserver {
             tokens: Mutex::new(HashMap::new()),
             push_rules: Mutex::new(HashMap::new()),
             key_ring: Mutex::new(conifer_federation::KeyRing::default()),
+            sender: federation::SenderHandle::default(),
             transport: std::sync::OnceLock::new(),
             typing: typing::Typing::default(),
             limits,

@@ -195,11 +195,19 @@ impl Homeserver {
     ) -> ApiResult<Arc<Pdu>> {
         let before = (cache.state.clone(), cache.extremities.clone());
         let (new_event, stored) = self.prepare_local(room_id, cache, pdu, txn).await?;
+        let destinations: Vec<String> = new_event
+            .outbox
+            .as_ref()
+            .map(|(d, _)| d.clone())
+            .unwrap_or_default();
         if let Err(e) = self.store.persist_event(new_event) {
             // Nothing was stored: the cache must not run ahead of the database.
             (cache.state, cache.extremities) = before;
             self.forget_event(stored.event_id.as_str());
             return Err(e.into());
+        }
+        for d in destinations {
+            self.sender.signal(crate::federation::Signal::Queued(d));
         }
         if stored.kind.to_string() == "m.room.redaction" {
             self.apply_redaction(&cache.version, room_id, &stored)?;
@@ -262,6 +270,18 @@ impl Homeserver {
                 .unwrap_or("")
                 .to_owned()
         });
+        // Every other server with members in the room gets the PDU as signed
+        // (without our local `unsigned` additions).
+        let mut destinations: Vec<String> = self
+            .store
+            .room_members(room_id, Some("join"))?
+            .into_iter()
+            .filter_map(|(u, _)| u.split_once(':').map(|(_, s)| s.to_owned()))
+            .filter(|s| s != self.server_name.as_str())
+            .collect();
+        destinations.sort();
+        destinations.dedup();
+        let outbox = (!destinations.is_empty()).then(|| (destinations, pdu.json.clone()));
         let new_event = NewEvent {
             room_id: room_id.to_owned(),
             event_id: pdu.event_id.to_string(),
@@ -275,6 +295,7 @@ impl Homeserver {
             membership,
             txn,
             notify,
+            outbox,
         };
         if let Some(sk) = &pdu.state_key {
             cache

@@ -41,8 +41,11 @@ pub enum StoreError {
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The full storage interface the homeserver needs.
-pub trait Store: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore {}
-impl<T: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore> Store for T {}
+pub trait Store:
+    AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore
+{
+}
+impl<T: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore> Store for T {}
 
 /// Users, devices, access tokens, filters and profiles.
 pub trait AccountStore: Send + Sync {
@@ -303,4 +306,15 @@ pub trait KeyStore: Send + Sync {
 pub trait MediaStore: Send + Sync {
     fn put_media(&self, media: &MediaRecord) -> Result<()>;
     fn media(&self, media_id: &str) -> Result<Option<MediaRecord>>;
+}
+
+/// Federation items waiting for their destination, oldest first.
+pub trait OutboxStore: Send + Sync {
+    /// Queues one item for each destination.
+    fn outbox_push(&self, destinations: &[String], is_pdu: bool, json: &Value) -> Result<()>;
+    fn outbox_peek(&self, destination: &str, limit: usize) -> Result<Vec<OutboxItem>>;
+    /// Forgets items a destination acknowledged.
+    fn outbox_ack(&self, ids: &[u64]) -> Result<()>;
+    /// Destinations with items waiting (to resume sending after a restart).
+    fn outbox_destinations(&self) -> Result<Vec<String>>;
 }

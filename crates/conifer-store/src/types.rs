@@ -56,6 +56,9 @@ pub struct NewEvent {
     pub txn: Option<(String, String, String)>,
     /// Local users to notify: `(user_id, highlight)`.
     pub notify: Vec<(String, bool)>,
+    /// Servers to send the event to, with the PDU as federation sees it;
+    /// queued in the same transaction as the event.
+    pub outbox: Option<(Vec<String>, String)>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -146,4 +149,11 @@ pub struct RelationFilter<'a> {
     pub event_type: Option<&'a str>,
     /// Newest first, from `before` down; otherwise oldest first after `before`.
     pub backwards: bool,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct OutboxItem {
+    pub id: u64,
+    pub is_pdu: bool,
+    pub json: Value,
 }

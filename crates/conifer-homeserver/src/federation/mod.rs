@@ -6,6 +6,9 @@
 mod auth;
 mod keys;
 mod query;
+mod sender;
+
+pub(crate) use sender::{SenderHandle, Signal};
 
 pub use auth::FederationAuth;
 

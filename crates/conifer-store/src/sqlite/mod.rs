@@ -9,6 +9,7 @@
 mod accounts;
 mod keys;
 mod media;
+mod outbox;
 mod rooms;
 mod streams;
 
@@ -171,17 +172,22 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     Ok(conn)
 }
 
+/// Schema steps: step N takes a database from version N to N + 1.
+const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_v2.sql")];
+
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
-    if version == 0 {
-        let tx = conn.transaction()?;
-        tx.execute_batch(include_str!("schema.sql"))?;
-        tx.execute_batch("PRAGMA user_version = 1")?;
-        tx.commit()?;
-    } else if version > 1 {
+    let latest = MIGRATIONS.len() as i64;
+    if version > latest {
         return Err(StoreError::Corrupt(format!(
-            "database schema version {version} is newer than this build understands (1)"
+            "database schema version {version} is newer than this build understands ({latest})"
         )));
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+        let tx = conn.transaction()?;
+        tx.execute_batch(sql)?;
+        tx.execute_batch(&format!("PRAGMA user_version = {}", step + 1))?;
+        tx.commit()?;
     }
     Ok(())
 }

@@ -193,6 +193,9 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
             ins.execute(params![user, room, stream_pos as i64, highlight])?;
         }
     }
+    if let Some((destinations, pdu)) = &ev.outbox {
+        super::outbox::push(c, destinations, true, pdu)?;
+    }
     if let Some((user, device, txn)) = &ev.txn {
         c.execute(
             "INSERT OR IGNORE INTO client_txns(user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
