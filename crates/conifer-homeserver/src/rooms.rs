@@ -224,6 +224,21 @@ impl Homeserver {
         pdu: Pdu,
         txn: Option<(String, String, String)>,
     ) -> ApiResult<(NewEvent, Arc<Pdu>)> {
+        self.prepare(room_id, cache, pdu, txn, true).await
+    }
+
+    /// Authorizes an event against the room's current state and advances the
+    /// cache past it; returns what to persist. `forward` queues the PDU for
+    /// the other servers in the room (local events; a remote event's origin
+    /// sends it to everyone itself). Nothing is written yet.
+    async fn prepare(
+        &self,
+        room_id: &str,
+        cache: &mut RoomCache,
+        pdu: Pdu,
+        txn: Option<(String, String, String)>,
+        forward: bool,
+    ) -> ApiResult<(NewEvent, Arc<Pdu>)> {
         let state = &cache.state;
         check_auth(
             &cache.version,
@@ -281,7 +296,8 @@ impl Homeserver {
             .collect();
         destinations.sort();
         destinations.dedup();
-        let outbox = (!destinations.is_empty()).then(|| (destinations, pdu.json.clone()));
+        let outbox =
+            (forward && !destinations.is_empty()).then(|| (destinations, pdu.json.clone()));
         let new_event = NewEvent {
             room_id: room_id.to_owned(),
             event_id: pdu.event_id.to_string(),
@@ -308,6 +324,41 @@ impl Homeserver {
         let stored = Arc::new(stored);
         self.remember_event(stored.clone());
         Ok((new_event, stored))
+    }
+
+    /// Accepts a PDU from another server that passed the signature and hash
+    /// checks: it must extend the room's current forward extremities (forks
+    /// and missing prev events are not handled yet) and pass the auth rules
+    /// against the state before it.
+    pub(crate) async fn accept_remote(&self, room_id: &str, pdu: Pdu) -> Result<(), String> {
+        let handle = self.room_handle(room_id);
+        let mut guard = handle.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_room_cache(room_id).map_err(|e| e.message)?);
+        }
+        let cache = guard.as_mut().expect("just filled");
+        let mut prevs: Vec<&OwnedEventId> = pdu.prev_events.iter().collect();
+        let mut tips: Vec<&OwnedEventId> = cache.extremities.iter().map(|(id, _)| id).collect();
+        prevs.sort();
+        tips.sort();
+        if prevs != tips {
+            return Err("the event does not extend this server's current room state (forks and missing events are not handled yet)".into());
+        }
+        let before = (cache.state.clone(), cache.extremities.clone());
+        let (new_event, stored) = self
+            .prepare(room_id, cache, pdu, None, false)
+            .await
+            .map_err(|e| e.message)?;
+        if let Err(e) = self.store.persist_event(new_event) {
+            (cache.state, cache.extremities) = before;
+            self.forget_event(stored.event_id.as_str());
+            return Err(e.to_string());
+        }
+        if stored.kind.to_string() == "m.room.redaction" {
+            self.apply_redaction(&cache.version, room_id, &stored)
+                .map_err(|e| e.message)?;
+        }
+        Ok(())
     }
 
     /// Who gets a notification for this event: local joined members other

@@ -317,4 +317,6 @@ pub trait OutboxStore: Send + Sync {
     fn outbox_ack(&self, ids: &[u64]) -> Result<()>;
     /// Destinations with items waiting (to resume sending after a restart).
     fn outbox_destinations(&self) -> Result<Vec<String>>;
+    /// Records an inbound transaction; `false` if it was already processed.
+    fn record_inbound_txn(&self, origin: &str, txn_id: &str) -> Result<bool>;
 }

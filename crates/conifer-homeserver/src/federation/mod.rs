@@ -6,6 +6,7 @@
 mod auth;
 mod keys;
 mod query;
+mod receive;
 mod sender;
 
 pub(crate) use sender::{SenderHandle, Signal};
@@ -25,6 +26,10 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
         .route("/_matrix/federation/v1/version", get(version))
+        .route(
+            "/_matrix/federation/v1/send/:txn",
+            axum::routing::put(receive::send_transaction),
+        )
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
         .route(
             "/_matrix/federation/v1/query/directory",

@@ -2,6 +2,8 @@
 //! directory, and a small JSON client for it.
 #![allow(dead_code)]
 
+pub mod federation;
+
 use conifer_homeserver::{client, Config, Homeserver, OwnedServerName};
 use serde_json::{json, Value};
 use std::sync::Arc;

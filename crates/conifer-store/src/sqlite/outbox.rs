@@ -69,6 +69,16 @@ impl OutboxStore for SqliteStore {
         })
     }
 
+    fn record_inbound_txn(&self, origin: &str, txn_id: &str) -> Result<bool> {
+        let (o, t) = (origin.to_owned(), txn_id.to_owned());
+        self.write(move |c, _| {
+            Ok(c.execute(
+                "INSERT OR IGNORE INTO inbound_txns(origin, txn_id) VALUES (?1, ?2)",
+                [&o, &t],
+            )? == 1)
+        })
+    }
+
     fn outbox_destinations(&self) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st =

@@ -1,0 +1,243 @@
+//! Inbound `/send`: a remote user joins a public room by a signed PDU,
+//! local events then flow out to that server, and forged, unauthorised or
+//! tampered PDUs are refused or redacted, never stored as they came.
+
+mod common;
+use common::federation::*;
+use conifer_homeserver::Homeserver;
+use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
+use conifer_rooms::{build_event, EventTemplate, ServerKey};
+use serde_json::{json, Value};
+use std::time::Duration;
+
+/// Builds and signs an event by `sender` (of `key`'s server) on top of the
+/// room's current state on `hs`.
+fn remote_event(
+    hs: &Homeserver,
+    key: &ServerKey,
+    room: &str,
+    sender: &str,
+    kind: &str,
+    state_key: Option<&str>,
+    content: Value,
+) -> Value {
+    let state = hs.store.current_state(room).unwrap();
+    let prevs: Vec<(OwnedEventId, i64)> = hs
+        .store
+        .forward_extremities(room)
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            let depth = hs.store.event(&id).unwrap().unwrap().depth;
+            (OwnedEventId::try_from(id).unwrap(), depth)
+        })
+        .collect();
+    let lookup = |t: &str, k: &str| {
+        state
+            .get(&(t.to_owned(), k.to_owned()))
+            .map(|id| OwnedEventId::try_from(id.as_str()).unwrap())
+    };
+    let template = EventTemplate {
+        kind: kind.into(),
+        state_key: state_key.map(str::to_owned),
+        content,
+        redacts: None,
+    };
+    let version = hs.store.room(room).unwrap().unwrap().version;
+    let pdu = build_event(
+        &version,
+        &OwnedRoomId::try_from(room).unwrap(),
+        &OwnedUserId::try_from(sender).unwrap(),
+        &template,
+        &prevs,
+        &lookup,
+        1_000,
+        key,
+    )
+    .unwrap();
+    serde_json::from_str(&pdu.json).unwrap()
+}
+
+async fn send_txn(
+    net: &InProcess,
+    key: &ServerKey,
+    to: &str,
+    txn: &str,
+    pdus: Vec<Value>,
+) -> Value {
+    let body = json!({ "origin": key.server_name.as_str(), "origin_server_ts": 1, "pdus": pdus, "edus": [] });
+    let (status, r) = signed_with(
+        net,
+        key,
+        to,
+        "PUT",
+        &format!("/_matrix/federation/v1/send/{txn}"),
+        Some(body),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    r
+}
+
+#[tokio::test]
+async fn a_remote_join_then_messages_both_ways_and_bad_pdus_refused() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    one.hs.start_federation_sender();
+    let ann = "@ann:one.test";
+    one.hs.store.create_user(ann, None, false, 0).unwrap();
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: ann.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: None,
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let bob = "@bob:two.test";
+
+    // Bob joins through a PDU signed by two.test.
+    let join = remote_event(
+        &one.hs,
+        &two.hs.key,
+        &room,
+        bob,
+        "m.room.member",
+        Some(bob),
+        json!({ "membership": "join" }),
+    );
+    let r = send_txn(&net, &two.hs.key, "one.test", "t1", vec![join.clone()]).await;
+    assert_eq!(
+        r["pdus"].as_object().unwrap().values().next().unwrap(),
+        &json!({}),
+        "{r}"
+    );
+    assert_eq!(
+        one.hs.membership(&room, bob).unwrap().as_deref(),
+        Some("join")
+    );
+    // A retried transaction is a no-op.
+    let again = send_txn(&net, &two.hs.key, "one.test", "t1", vec![join]).await;
+    assert_eq!(again["pdus"], json!({}));
+
+    // Bob talks; ann's messages are queued for two.test and leave through the sender.
+    let msg = remote_event(
+        &one.hs,
+        &two.hs.key,
+        &room,
+        bob,
+        "m.room.message",
+        None,
+        json!({ "msgtype": "m.text", "body": "hi from two" }),
+    );
+    let r = send_txn(&net, &two.hs.key, "one.test", "t2", vec![msg]).await;
+    assert_eq!(
+        r["pdus"].as_object().unwrap().values().next().unwrap(),
+        &json!({}),
+        "{r}"
+    );
+    let template = EventTemplate {
+        kind: "m.room.message".into(),
+        state_key: None,
+        content: json!({ "msgtype": "m.text", "body": "hi from one" }),
+        redacts: None,
+    };
+    one.hs.send_event(&room, ann, template, None).await.unwrap();
+    for _ in 0..100 {
+        if one.hs.queued_for("two.test") == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        one.hs.queued_for("two.test"),
+        0,
+        "the message went out to two.test"
+    );
+
+    // Bob may not change the power levels (he has power 0).
+    let pl = remote_event(
+        &one.hs,
+        &two.hs.key,
+        &room,
+        bob,
+        "m.room.power_levels",
+        Some(""),
+        json!({ "users": { bob: 100 } }),
+    );
+    let r = send_txn(&net, &two.hs.key, "one.test", "t3", vec![pl]).await;
+    let (id, verdict) = r["pdus"].as_object().unwrap().iter().next().unwrap();
+    assert!(
+        verdict["error"].as_str().unwrap().contains("power"),
+        "{verdict}"
+    );
+    assert!(
+        one.hs.store.event(id).unwrap().is_none(),
+        "a rejected PDU is not stored"
+    );
+
+    // A PDU signed by an impostor for two.test is refused.
+    let impostor = ServerKey::from_seed(
+        &OwnedServerName::try_from("two.test").unwrap(),
+        "k2",
+        &[9; 32],
+    );
+    let forged = remote_event(
+        &one.hs,
+        &impostor,
+        &room,
+        bob,
+        "m.room.message",
+        None,
+        json!({ "body": "forged" }),
+    );
+    let r = send_txn(&net, &two.hs.key, "one.test", "t4", vec![forged]).await;
+    let (id, verdict) = r["pdus"].as_object().unwrap().iter().next().unwrap();
+    assert!(
+        verdict["error"].as_str().unwrap().contains("signature"),
+        "{verdict}"
+    );
+    assert!(one.hs.store.event(id).unwrap().is_none());
+
+    // Content changed after signing: the hash fails, so the event is kept only redacted.
+    let mut tampered = remote_event(
+        &one.hs,
+        &two.hs.key,
+        &room,
+        bob,
+        "m.room.message",
+        None,
+        json!({ "body": "original" }),
+    );
+    tampered["content"]["body"] = json!("changed in transit");
+    let r = send_txn(&net, &two.hs.key, "one.test", "t5", vec![tampered]).await;
+    let (id, verdict) = r["pdus"].as_object().unwrap().iter().next().unwrap();
+    assert_eq!(verdict, &json!({}), "{verdict}");
+    let stored = one.hs.store.event(id).unwrap().unwrap().value();
+    assert_eq!(stored["content"], json!({}), "stored redacted: {stored}");
+
+    // A PDU for a room this server is not in, and a transaction whose origin lies.
+    let stray = json!({ "room_id": "!elsewhere:two.test", "type": "m.room.message" });
+    let r = send_txn(&net, &two.hs.key, "one.test", "t6", vec![stray]).await;
+    assert!(r["pdus"].as_object().unwrap().values().next().unwrap()["error"].is_string());
+    let lying = json!({ "origin": "three.test", "pdus": [], "edus": [] });
+    let (status, _) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "PUT",
+        "/_matrix/federation/v1/send/t7",
+        Some(lying),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
