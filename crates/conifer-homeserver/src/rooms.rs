@@ -326,6 +326,50 @@ impl Homeserver {
         Ok((new_event, stored))
     }
 
+    /// Builds an event for `sender` on the room's current state (with this
+    /// server's key; callers strip the signature) and checks it against the
+    /// auth rules, without storing anything.
+    pub(crate) async fn probe_event(
+        &self,
+        room_id: &str,
+        sender: &str,
+        template: EventTemplate,
+    ) -> ApiResult<Pdu> {
+        let handle = self.room_handle(room_id);
+        let mut guard = handle.lock().await;
+        if guard.is_none() {
+            *guard = Some(self.load_room_cache(room_id)?);
+        }
+        let cache = guard.as_ref().expect("just filled");
+        let room = OwnedRoomId::try_from(room_id)
+            .map_err(|_| MatrixError::invalid_param("bad room ID"))?;
+        let sender_id =
+            OwnedUserId::try_from(sender).map_err(|_| MatrixError::invalid_param("bad user ID"))?;
+        let lookup = |t: &str, k: &str| cache.state.get(&(t.to_owned(), k.to_owned())).cloned();
+        let pdu = build_event(
+            &cache.version,
+            &room,
+            &sender_id,
+            &template,
+            &cache.extremities,
+            &lookup,
+            now_ms(),
+            &self.key,
+        )?;
+        let state = &cache.state;
+        check_auth(
+            &cache.version,
+            &pdu,
+            |id| self.cached_event(id.as_str()),
+            |t, k| {
+                state
+                    .get(&(t.to_string(), k.to_owned()))
+                    .and_then(|id| self.cached_event(id.as_str()))
+            },
+        )?;
+        Ok(pdu)
+    }
+
     /// Accepts a PDU from another server that passed the signature and hash
     /// checks: it must extend the room's current forward extremities (forks
     /// and missing prev events are not handled yet) and pass the auth rules

@@ -241,3 +241,136 @@ async fn a_remote_join_then_messages_both_ways_and_bad_pdus_refused() {
     .await;
     assert_eq!(status, 403);
 }
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn make_join_and_send_join_let_a_remote_user_in_and_return_the_state() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    let ann = "@ann:one.test";
+    one.hs.store.create_user(ann, None, false, 0).unwrap();
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: ann.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: Some("Pines".into()),
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let carol = "@carol:two.test";
+    let make = format!(
+        "/_matrix/federation/v1/make_join/{}/{}",
+        enc(&room),
+        enc(carol)
+    );
+
+    let (status, body) = signed(&net, &two.hs.key, "one.test", &make).await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_INCOMPATIBLE_ROOM_VERSION")),
+        "no ver means version 1 only"
+    );
+    let (status, _) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!(
+            "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+            enc(&room),
+            enc("@x:three.test")
+        ),
+    )
+    .await;
+    assert_eq!(status, 403, "a server joins only its own users");
+
+    let (status, made) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!("{make}?ver=10&ver=11"),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    assert_eq!(made["room_version"], "11");
+    let join = conifer_rooms::sign_template("11", made["event"].clone(), &two.hs.key).unwrap();
+    let body: Value = serde_json::from_str(&join.json).unwrap();
+
+    let wrong = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        enc(&room),
+        enc("$not-this-one")
+    );
+    let (status, _) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "PUT",
+        &wrong,
+        Some(body.clone()),
+    )
+    .await;
+    assert_eq!(status, 400);
+    let send = format!(
+        "/_matrix/federation/v2/send_join/{}/{}",
+        enc(&room),
+        enc(join.event_id.as_str())
+    );
+    let (status, joined) =
+        signed_with(&net, &two.hs.key, "one.test", "PUT", &send, Some(body)).await;
+    assert_eq!(status, 200, "{joined}");
+    let state = joined["state"].as_array().unwrap();
+    assert!(state.iter().any(|e| e["type"] == "m.room.create"));
+    assert!(state
+        .iter()
+        .any(|e| e["type"] == "m.room.name" && e["content"]["name"] == "Pines"));
+    assert!(
+        state.iter().all(|e| e.get("unsigned").is_none()),
+        "local additions stay local"
+    );
+    assert!(!joined["auth_chain"].as_array().unwrap().is_empty());
+    assert_eq!(
+        one.hs.membership(&room, carol).unwrap().as_deref(),
+        Some("join")
+    );
+
+    // A banned user gets no template.
+    let template = EventTemplate {
+        kind: "m.room.member".into(),
+        state_key: Some("@dan:two.test".into()),
+        content: json!({ "membership": "ban" }),
+        redacts: None,
+    };
+    one.hs.send_event(&room, ann, template, None).await.unwrap();
+    let (status, _) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!(
+            "/_matrix/federation/v1/make_join/{}/{}?ver=11",
+            enc(&room),
+            enc("@dan:two.test")
+        ),
+    )
+    .await;
+    assert_eq!(status, 403);
+}

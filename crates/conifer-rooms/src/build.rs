@@ -101,6 +101,14 @@ pub fn build_event(
     sign_and_identify(object, &rules, key)
 }
 
+/// Hashes and signs an unsigned event (such as a `make_join` template from
+/// another server) for `version`, and derives its event ID.
+pub fn sign_template(version: &str, template: Value, key: &ServerKey) -> Result<Pdu, BuildError> {
+    let (_, rules) =
+        rules_for(version).ok_or_else(|| BuildError::UnsupportedVersion(version.to_owned()))?;
+    sign_and_identify(template, &rules, key)
+}
+
 /// Hashes and signs a PDU object and derives its event ID.
 pub(crate) fn sign_and_identify(
     object: Value,

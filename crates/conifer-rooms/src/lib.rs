@@ -12,7 +12,7 @@ mod presets;
 mod resolve;
 mod versions;
 
-pub use build::{build_event, check_auth, BuildError, EventTemplate};
+pub use build::{build_event, check_auth, sign_template, BuildError, EventTemplate};
 pub use key::ServerKey;
 pub use pdu::{Pdu, PduError};
 pub use presets::{create_room_events, CreateRoomOptions, Preset};

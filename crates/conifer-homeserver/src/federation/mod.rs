@@ -4,6 +4,7 @@
 //! [`conifer_federation::Transport`].
 
 mod auth;
+mod join;
 mod keys;
 mod query;
 mod receive;
@@ -25,6 +26,14 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
     Router::new()
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
+        .route(
+            "/_matrix/federation/v1/make_join/:room/:user",
+            get(join::make_join),
+        )
+        .route(
+            "/_matrix/federation/v2/send_join/:room/:event",
+            axum::routing::put(join::send_join),
+        )
         .route("/_matrix/federation/v1/version", get(version))
         .route(
             "/_matrix/federation/v1/send/:txn",

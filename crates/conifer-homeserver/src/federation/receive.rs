@@ -82,6 +82,23 @@ pub async fn send_transaction(
 
 /// Checks and stores one PDU; returns its event ID (or a placeholder) and the verdict.
 async fn receive_pdu(hs: &Homeserver, pdu: Value) -> (String, Result<(), String>) {
+    match checked_pdu(hs, pdu).await {
+        (id, Ok(Some((room_id, pdu)))) => {
+            let outcome = hs.accept_remote(&room_id, pdu).await;
+            (id, outcome)
+        }
+        (id, Ok(None)) => (id, Ok(())),
+        (id, Err(e)) => (id, Err(e)),
+    }
+}
+
+/// The checks before the auth rules: room, format, signatures, content hash
+/// (a mismatch keeps only the redacted event). `Ok(None)` for an event
+/// already stored.
+pub(crate) async fn checked_pdu(
+    hs: &Homeserver,
+    pdu: Value,
+) -> (String, Result<Option<(String, Pdu)>, String>) {
     let Some(room_id) = pdu
         .get("room_id")
         .and_then(Value::as_str)
@@ -134,12 +151,12 @@ async fn receive_pdu(hs: &Homeserver, pdu: Value) -> (String, Result<(), String>
             }
         }
         if hs.store.event(&id).map_err(|e| e.to_string())?.is_some() {
-            return Ok(()); // Seen before.
+            return Ok(None); // Seen before.
         }
         let event_id = OwnedEventId::try_from(id.as_str()).map_err(|e| e.to_string())?;
         let json = serde_json::to_string(&object).map_err(|e| e.to_string())?;
         let pdu = Pdu::from_json(event_id, json).map_err(|e| e.to_string())?;
-        hs.accept_remote(&room_id, pdu).await
+        Ok(Some((room_id.clone(), pdu)))
     }
     .await;
     (id, outcome)

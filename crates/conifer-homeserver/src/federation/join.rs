@@ -1,0 +1,143 @@
+//! Joins from other servers: `make_join` hands out a join template built on
+//! the room's current state, `send_join` (v2) accepts the signed join and
+//! answers with the room state and its auth chain.
+
+use super::receive::checked_pdu;
+use super::FederationAuth;
+use crate::client::Hs;
+use crate::error::MatrixError;
+use crate::Homeserver;
+use axum::extract::{Path, RawQuery};
+use axum::http::StatusCode;
+use axum::Json;
+use conifer_rooms::ruma::OwnedEventId;
+use conifer_rooms::{auth_chain, Pdu};
+use serde_json::{json, Value};
+use std::sync::Arc;
+
+fn server_of(user: &str) -> Option<&str> {
+    user.split_once(':').map(|(_, s)| s)
+}
+
+pub async fn make_join(
+    hs: Hs,
+    Path((room, user)): Path<(String, String)>,
+    RawQuery(query): RawQuery,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    if server_of(&user) != Some(auth.origin.as_str()) {
+        return Err(MatrixError::forbidden(
+            "the joining user must be on the requesting server",
+        ));
+    }
+    let record = hs
+        .store
+        .room(&room)?
+        .ok_or_else(|| MatrixError::not_found("this server is not in that room"))?;
+    // `ver` may repeat; a server that lists none only speaks room version 1.
+    let versions: Vec<String> = query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| kv.strip_prefix("ver="))
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    if !versions.contains(&record.version) {
+        return Err(MatrixError::new(
+            StatusCode::BAD_REQUEST,
+            "M_INCOMPATIBLE_ROOM_VERSION",
+            "the requesting server does not support this room's version",
+        )
+        .with_extra(json!({ "room_version": record.version })));
+    }
+    let template = hs.join_template(&room, &user).await?;
+    Ok(Json(
+        json!({ "event": template, "room_version": record.version }),
+    ))
+}
+
+pub async fn send_join(
+    hs: Hs,
+    Path((room, event_id)): Path<(String, String)>,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    let event = auth
+        .body
+        .clone()
+        .ok_or_else(|| MatrixError::bad_json("missing join event"))?;
+    let sender = event["sender"].as_str().unwrap_or_default().to_owned();
+    let is_join = event["type"] == "m.room.member"
+        && event["content"]["membership"] == "join"
+        && event["state_key"].as_str() == Some(sender.as_str())
+        && event["room_id"].as_str() == Some(room.as_str());
+    if !is_join || server_of(&sender) != Some(auth.origin.as_str()) {
+        return Err(MatrixError::bad_json(
+            "not a join of a user of the requesting server to this room",
+        ));
+    }
+    let (id, checked) = checked_pdu(&hs, event).await;
+    if id != event_id {
+        return Err(MatrixError::bad_json(
+            "the event ID does not match the event",
+        ));
+    }
+    let state_before = hs.store.current_state(&room)?;
+    match checked.map_err(MatrixError::forbidden)? {
+        Some((room_id, pdu)) => hs
+            .accept_remote(&room_id, pdu)
+            .await
+            .map_err(MatrixError::forbidden)?,
+        None => {} // Already joined with this very event.
+    }
+    let state: Vec<Arc<Pdu>> = state_before
+        .values()
+        .filter_map(|id| hs.cached_event(id))
+        .collect();
+    let ids: Vec<OwnedEventId> = state.iter().map(|p| p.event_id.clone()).collect();
+    let chain = auth_chain(ids.iter(), &|id| hs.cached_event(id.as_str()));
+    let joined = hs
+        .cached_event(&event_id)
+        .map(|p| federation_json(&p))
+        .unwrap_or(Value::Null);
+    Ok(Json(json!({
+        "origin": hs.server_name,
+        "members_omitted": false,
+        "state": state.iter().map(|p| federation_json(p)).collect::<Vec<_>>(),
+        "auth_chain": chain.iter().filter_map(|id| hs.cached_event(id.as_str())).map(|p| federation_json(&p)).collect::<Vec<_>>(),
+        "event": joined,
+    })))
+}
+
+/// A stored event as other servers see it: without this server's local
+/// `unsigned` additions.
+pub(crate) fn federation_json(pdu: &Pdu) -> Value {
+    let mut v: Value = serde_json::from_str(&pdu.json).unwrap_or(Value::Null);
+    if let Some(o) = v.as_object_mut() {
+        o.remove("unsigned");
+    }
+    v
+}
+
+impl Homeserver {
+    /// An unsigned join event for `user` on the room's current state, or
+    /// `M_FORBIDDEN` if the auth rules would refuse it.
+    pub(crate) async fn join_template(&self, room: &str, user: &str) -> Result<Value, MatrixError> {
+        let template = conifer_rooms::EventTemplate {
+            kind: "m.room.member".into(),
+            state_key: Some(user.to_owned()),
+            content: json!({ "membership": "join" }),
+            redacts: None,
+        };
+        let probe = self.probe_event(room, user, template).await?;
+        let mut v: Value = serde_json::from_str(&probe.json)
+            .map_err(|e| MatrixError::unknown_internal(e.to_string()))?;
+        if let Some(o) = v.as_object_mut() {
+            o.remove("hashes");
+            o.remove("signatures");
+        }
+        Ok(v)
+    }
+}
