@@ -85,12 +85,11 @@ pub async fn send_join(
         ));
     }
     let state_before = hs.store.current_state(&room)?;
-    match checked.map_err(MatrixError::forbidden)? {
-        Some((room_id, pdu)) => hs
-            .accept_remote(&room_id, pdu)
+    // `None`: already joined with this very event.
+    if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
+        hs.accept_remote(&room_id, pdu)
             .await
-            .map_err(MatrixError::forbidden)?,
-        None => {} // Already joined with this very event.
+            .map_err(MatrixError::forbidden)?;
     }
     let state: Vec<Arc<Pdu>> = state_before
         .values()
