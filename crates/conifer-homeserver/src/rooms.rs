@@ -29,7 +29,7 @@ pub struct RoomCaches {
 }
 
 impl Homeserver {
-    fn room_handle(&self, room_id: &str) -> Handle {
+    pub(crate) fn room_handle(&self, room_id: &str) -> Handle {
         self.rooms
             .rooms
             .lock()

@@ -580,7 +580,17 @@ pub fn state_before_pos(
         .next();
     match before {
         Some(e) => Ok(hs.store.state_at_group(e.state_group)?),
-        None => Ok(HashMap::new()),
+        // Nothing earlier in the timeline: a room joined through another
+        // server starts with our join, on top of the state it was sent.
+        None => match hs
+            .store
+            .room_events(room_id, pos.saturating_sub(1), pos, false, 1)?
+            .into_iter()
+            .next()
+        {
+            Some(first) => Ok(hs.store.state_before_event(&first.event_id)?),
+            None => Ok(HashMap::new()),
+        },
     }
 }
 

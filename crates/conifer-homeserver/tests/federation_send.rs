@@ -374,3 +374,105 @@ async fn make_join_and_send_join_let_a_remote_user_in_and_return_the_state() {
     .await;
     assert_eq!(status, 403);
 }
+
+#[tokio::test]
+async fn a_local_user_joins_a_remote_room_and_messages_flow_both_ways() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    one.hs.start_federation_sender();
+    two.hs.start_federation_sender();
+    let ann = "@ann:one.test";
+    let bob = "@bob:two.test";
+    one.hs.store.create_user(ann, None, false, 0).unwrap();
+    two.hs.store.create_user(bob, None, false, 0).unwrap();
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: ann.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: Some("Pines".into()),
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    let room = one.hs.create_room(options, false, None).await.unwrap();
+
+    // A server that knows nothing of the room joins it through one.test.
+    assert!(two
+        .hs
+        .join_remote(&room, bob, &["nowhere.test".into()])
+        .await
+        .is_err());
+    two.hs
+        .join_remote(&room, bob, &["nowhere.test".into(), "one.test".into()])
+        .await
+        .unwrap();
+    assert_eq!(
+        two.hs.membership(&room, bob).unwrap().as_deref(),
+        Some("join")
+    );
+    assert_eq!(
+        one.hs.membership(&room, bob).unwrap().as_deref(),
+        Some("join")
+    );
+    let name = two
+        .hs
+        .state_event(&room, "m.room.name", "")
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        name.content_value()["name"],
+        "Pines",
+        "the room state arrived"
+    );
+
+    let text = |body: &str| EventTemplate {
+        kind: "m.room.message".into(),
+        state_key: None,
+        content: json!({ "msgtype": "m.text", "body": body }),
+        redacts: None,
+    };
+    one.hs
+        .send_event(&room, ann, text("hello bob"), None)
+        .await
+        .unwrap();
+    let bodies = |hs: &Homeserver| -> Vec<String> {
+        hs.store
+            .room_events(&room, 0, u64::MAX >> 1, false, 100)
+            .unwrap()
+            .iter()
+            .filter_map(|e| e.value()["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    };
+    for _ in 0..100 {
+        if bodies(&two.hs).contains(&"hello bob".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bodies(&two.hs).contains(&"hello bob".to_owned()),
+        "one.test's message reached two.test"
+    );
+
+    two.hs
+        .send_event(&room, bob, text("hello ann"), None)
+        .await
+        .unwrap();
+    for _ in 0..100 {
+        if bodies(&one.hs).contains(&"hello ann".to_owned()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        bodies(&one.hs).contains(&"hello ann".to_owned()),
+        "two.test's message reached one.test"
+    );
+}

@@ -103,6 +103,20 @@ pub trait AccountStore: Send + Sync {
 /// Rooms, aliases, events and room state.
 pub trait RoomStore: Send + Sync {
     fn create_room(&self, room_id: &str, version: &str) -> Result<RoomRecord>;
+    /// Stores a room joined through another server, in one transaction: the
+    /// state and auth events it sent (outside the timeline), the room state
+    /// as a full snapshot, and the join event on top of it.
+    fn create_joined_room(
+        &self,
+        room_id: &str,
+        version: &str,
+        outliers: Vec<OutlierEvent>,
+        state: Vec<(String, String, String)>,
+        join: NewEvent,
+    ) -> Result<PersistedEvent>;
+    /// The state before an event: the parent of its state group when it is
+    /// a state event stored as a delta, else its own group.
+    fn state_before_event(&self, event_id: &str) -> Result<StateIds>;
     /// Creates a room together with its first events, in one transaction.
     fn create_room_with_events(
         &self,

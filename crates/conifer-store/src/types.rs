@@ -157,3 +157,15 @@ pub struct OutboxItem {
     pub is_pdu: bool,
     pub json: Value,
 }
+
+/// An event stored outside the timeline: state and auth events another
+/// server sent when this server joined a room.
+#[derive(Debug, Clone)]
+pub struct OutlierEvent {
+    pub event_id: String,
+    pub json: String,
+    pub kind: String,
+    pub state_key: Option<String>,
+    pub sender: String,
+    pub depth: i64,
+}

@@ -5,7 +5,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::extract::{Auth, Json as Body};
 use crate::ratelimit::Action;
 use crate::Homeserver;
-use axum::extract::Path;
+use axum::extract::{Path, RawQuery};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use conifer_rooms::{CreateRoomOptions, EventTemplate, Preset};
@@ -214,8 +214,17 @@ fn resolve_room(hs: &Homeserver, id_or_alias: &str) -> ApiResult<String> {
     Ok(id_or_alias.to_owned())
 }
 
-async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value) -> Resp {
+async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value, via: Vec<String>) -> Resp {
     hs.limits.check(Action::Message, &auth.user_id)?;
+    if hs.store.room(room)?.is_none() {
+        // Not here: join through the servers the client named, or the one in the room ID.
+        let mut servers = via;
+        if let Some((_, server)) = room.split_once(':') {
+            servers.push(server.to_owned());
+        }
+        hs.join_remote(room, &auth.user_id, &servers).await?;
+        return Ok(Json(json!({ "room_id": room })));
+    }
     if hs.membership(room, &auth.user_id)?.as_deref() != Some("join") {
         let reason = body.get("reason").and_then(Value::as_str);
         membership_event(hs, auth, room, &auth.user_id, "join", reason, None).await?;
@@ -223,19 +232,37 @@ async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value) -> Resp {
     Ok(Json(json!({ "room_id": room })))
 }
 
+/// `via` (and the older `server_name`) query parameters: servers to join through.
+fn via_servers(query: Option<String>) -> Vec<String> {
+    query
+        .unwrap_or_default()
+        .split('&')
+        .filter_map(|kv| {
+            kv.strip_prefix("via=")
+                .or_else(|| kv.strip_prefix("server_name="))
+        })
+        .map(|v| {
+            percent_encoding::percent_decode_str(v)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}
+
 async fn join_by_id_or_alias(
     hs: Hs,
     auth: Auth,
     Path(room): Path<String>,
+    RawQuery(query): RawQuery,
     Body(body): Body<Value>,
 ) -> Resp {
     let room = resolve_room(&hs, &room)?;
-    join(&hs, &auth, &room, &body).await
+    join(&hs, &auth, &room, &body, via_servers(query)).await
 }
 
 async fn join_by_id(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {
     room_id(&room)?;
-    join(&hs, &auth, &room, &body).await
+    join(&hs, &auth, &room, &body, Vec::new()).await
 }
 
 async fn knock(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {

@@ -5,6 +5,7 @@
 
 mod auth;
 mod join;
+mod join_out;
 mod keys;
 mod query;
 mod receive;

@@ -115,32 +115,43 @@ pub(crate) async fn checked_pdu(
             )
         }
     };
-    let Some((_, rules)) = rules_for(&room.version) else {
-        return (
+    match verified_pdu(hs, &room.version, pdu).await {
+        Ok((id, pdu)) => match hs.store.event(&id) {
+            Ok(Some(_)) => (id, Ok(None)), // Seen before.
+            Ok(None) => (id, Ok(Some((room_id, pdu)))),
+            Err(e) => (id, Err(e.to_string())),
+        },
+        Err((id, e)) => (id, Err(e)),
+    }
+}
+
+/// Format, signatures and content hash of a PDU of a room of `version`
+/// (a hash mismatch keeps only the redacted event). Returns its event ID
+/// with the decoded event, or the ID (or a placeholder) with the reason.
+pub(crate) async fn verified_pdu(
+    hs: &Homeserver,
+    version: &str,
+    pdu: Value,
+) -> Result<(String, Pdu), (String, String)> {
+    let Some((_, rules)) = rules_for(version) else {
+        return Err((
             "<unsupported room>".into(),
-            Err(format!("unsupported room version {}", room.version)),
-        );
+            format!("unsupported room version {version}"),
+        ));
     };
     let Value::Object(map) = pdu else {
-        return (
-            "<not an object>".into(),
-            Err("the PDU is not an object".into()),
-        );
+        return Err(("<not an object>".into(), "the PDU is not an object".into()));
     };
-    let mut object: CanonicalJsonObject = match try_from_json_map(map) {
-        Ok(o) => o,
-        Err(e) => {
-            return (
-                "<not canonical>".into(),
-                Err(format!("the PDU is not canonical JSON: {e}")),
-            )
-        }
-    };
-    let id = match reference_hash(&object, &rules) {
-        Ok(h) => format!("${h}"),
-        Err(e) => return ("<unhashable>".into(), Err(e.to_string())),
-    };
-    let outcome = async {
+    let mut object: CanonicalJsonObject = try_from_json_map(map).map_err(|e| {
+        (
+            "<not canonical>".to_owned(),
+            format!("the PDU is not canonical JSON: {e}"),
+        )
+    })?;
+    let id = reference_hash(&object, &rules)
+        .map(|h| format!("${h}"))
+        .map_err(|e| ("<unhashable>".to_owned(), e.to_string()))?;
+    let checked = async {
         check_pdu_format(&object, &rules.event_format)?;
         let keys = signing_keys(hs, &object).await?;
         match verify_event(&keys, &object, &rules).map_err(|e| format!("bad signature: {e}"))? {
@@ -150,16 +161,12 @@ pub(crate) async fn checked_pdu(
                 object = redact(object, &rules.redaction, None).map_err(|e| e.to_string())?
             }
         }
-        if hs.store.event(&id).map_err(|e| e.to_string())?.is_some() {
-            return Ok(None); // Seen before.
-        }
         let event_id = OwnedEventId::try_from(id.as_str()).map_err(|e| e.to_string())?;
         let json = serde_json::to_string(&object).map_err(|e| e.to_string())?;
-        let pdu = Pdu::from_json(event_id, json).map_err(|e| e.to_string())?;
-        Ok(Some((room_id.clone(), pdu)))
+        Pdu::from_json(event_id, json).map_err(|e| e.to_string())
     }
     .await;
-    (id, outcome)
+    checked.map(|p| (id.clone(), p)).map_err(|e| (id, e))
 }
 
 /// The verify keys of every server that signed the event.

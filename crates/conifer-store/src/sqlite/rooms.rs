@@ -2,8 +2,8 @@
 
 use super::{optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY};
 use crate::{
-    AliasRecord, MembershipRecord, NewEvent, PersistedEvent, RelationFilter, Result, RoomRecord,
-    RoomStore, StateIds, StoreError, StoredEvent,
+    AliasRecord, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent, RelationFilter, Result,
+    RoomRecord, RoomStore, StateIds, StoreError, StoredEvent,
 };
 use rusqlite::{params, params_from_iter, Connection, Row};
 
@@ -250,6 +250,72 @@ impl RoomStore for SqliteStore {
                 version,
                 published: false,
             })
+        })
+    }
+
+    fn create_joined_room(
+        &self,
+        room_id: &str,
+        version: &str,
+        outliers: Vec<OutlierEvent>,
+        state: Vec<(String, String, String)>,
+        join: NewEvent,
+    ) -> Result<PersistedEvent> {
+        let (room_id, version) = (room_id.to_owned(), version.to_owned());
+        self.write(move |c, pos| {
+            if c.execute("INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)", [&room_id, &version])? == 0 {
+                return Err(StoreError::Conflict);
+            }
+            let room = room_nid(c, &room_id)?;
+            // Outliers sit outside the timeline: stream position 0 is never
+            // inside a sync window or a page of history.
+            let mut ins = c.prepare_cached(
+                "INSERT OR IGNORE INTO events(event_id, room_nid, stream_pos, depth, type, state_key, sender, json, state_group)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, 0)",
+            )?;
+            for o in &outliers {
+                ins.execute(params![o.event_id, room, o.depth, o.kind, o.state_key, o.sender, o.json])?;
+            }
+            c.execute("INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, NULL, 0)", [room])?;
+            let group = c.last_insert_rowid();
+            for (kind, key, event_id) in &state {
+                let key_nid = state_key_nid(c, kind, key)?;
+                let event_nid: i64 = c.query_row("SELECT nid FROM events WHERE event_id = ?1", [event_id], |r| r.get(0))?;
+                c.execute("INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)", [group, key_nid, event_nid])?;
+                if kind == "m.room.member" {
+                    let json: String = c.query_row("SELECT json FROM events WHERE nid = ?1", [event_nid], |r| r.get(0))?;
+                    let membership = serde_json::from_str::<serde_json::Value>(&json)
+                        .ok()
+                        .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
+                        .unwrap_or_default();
+                    c.execute(
+                        "INSERT OR REPLACE INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, 0)",
+                        params![room, key, membership, event_nid],
+                    )?;
+                }
+            }
+            c.execute("UPDATE rooms SET state_group = ?2 WHERE nid = ?1", [room, group])?;
+            persist(c, pos, join)
+        })
+    }
+
+    fn state_before_event(&self, event_id: &str) -> Result<StateIds> {
+        self.read(|c| {
+            let (group, is_state): (i64, bool) = c.query_row(
+                "SELECT state_group, state_key IS NOT NULL FROM events WHERE event_id = ?1",
+                [event_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            let parent: Option<i64> = if is_state {
+                c.query_row(
+                    "SELECT parent FROM state_groups WHERE id = ?1",
+                    [group],
+                    |r| r.get(0),
+                )?
+            } else {
+                None
+            };
+            load_group(c, parent.unwrap_or(group))
         })
     }
 
