@@ -476,3 +476,147 @@ async fn a_local_user_joins_a_remote_room_and_messages_flow_both_ways() {
         "two.test's message reached one.test"
     );
 }
+
+#[tokio::test]
+async fn servers_in_the_room_read_its_graph_and_others_may_not() {
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    let three = server("three.test", "k3", 3, &net);
+    let ann = "@ann:one.test";
+    one.hs.store.create_user(ann, None, false, 0).unwrap();
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: ann.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: None,
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    let room = one.hs.create_room(options, false, None).await.unwrap();
+    two.hs
+        .join_remote(&room, "@bob:two.test", &["one.test".into()])
+        .await
+        .unwrap();
+    let mut ids = vec![];
+    for i in 0..5 {
+        let t = EventTemplate {
+            kind: "m.room.message".into(),
+            state_key: None,
+            content: json!({ "body": format!("m{i}") }),
+            redacts: None,
+        };
+        ids.push(
+            one.hs
+                .send_event(&room, ann, t, None)
+                .await
+                .unwrap()
+                .event_id
+                .to_string(),
+        );
+    }
+    let r = enc(&room);
+
+    let (status, ev) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!("/_matrix/federation/v1/event/{}", enc(&ids[2])),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(ev["pdus"][0]["content"]["body"], "m2");
+    assert!(ev["pdus"][0].get("unsigned").is_none());
+    let (status, _) = signed(
+        &net,
+        &three.hs.key,
+        "one.test",
+        &format!("/_matrix/federation/v1/event/{}", enc(&ids[2])),
+    )
+    .await;
+    assert_eq!(status, 403, "three.test has no member in the room");
+
+    let (_, st) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!(
+            "/_matrix/federation/v1/state_ids/{r}?event_id={}",
+            enc(&ids[0])
+        ),
+    )
+    .await;
+    assert!(st["pdu_ids"].as_array().unwrap().len() >= 6, "{st}");
+    assert!(!st["auth_chain_ids"].as_array().unwrap().is_empty());
+    let (_, full) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!("/_matrix/federation/v1/state/{r}?event_id={}", enc(&ids[0])),
+    )
+    .await;
+    assert!(full["pdus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "m.room.create"));
+    let (_, chain) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!("/_matrix/federation/v1/event_auth/{r}/{}", enc(&ids[4])),
+    )
+    .await;
+    assert!(chain["auth_chain"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["type"] == "m.room.power_levels"));
+
+    let (_, back) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!(
+            "/_matrix/federation/v1/backfill/{r}?v={}&limit=3",
+            enc(&ids[4])
+        ),
+    )
+    .await;
+    let bodies: Vec<&str> = back["pdus"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(bodies, vec!["m4", "m3", "m2"]);
+
+    let missing = json!({ "earliest_events": [ids[0]], "latest_events": [ids[4]], "limit": 10, "min_depth": 0 });
+    let (_, gme) = signed_with(
+        &net,
+        &two.hs.key,
+        "one.test",
+        "POST",
+        &format!("/_matrix/federation/v1/get_missing_events/{r}"),
+        Some(missing),
+    )
+    .await;
+    let bodies: Vec<&str> = gme["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["content"]["body"].as_str())
+        .collect();
+    assert_eq!(
+        bodies,
+        vec!["m1", "m2", "m3"],
+        "between the earliest and the latest, oldest first"
+    );
+}

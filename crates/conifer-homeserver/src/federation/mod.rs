@@ -4,6 +4,7 @@
 //! [`conifer_federation::Transport`].
 
 mod auth;
+mod history;
 mod join;
 mod join_out;
 mod keys;
@@ -27,6 +28,24 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
     Router::new()
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
+        .route("/_matrix/federation/v1/event/:event", get(history::event))
+        .route("/_matrix/federation/v1/state/:room", get(history::state))
+        .route(
+            "/_matrix/federation/v1/state_ids/:room",
+            get(history::state_ids),
+        )
+        .route(
+            "/_matrix/federation/v1/event_auth/:room/:event",
+            get(history::event_auth),
+        )
+        .route(
+            "/_matrix/federation/v1/backfill/:room",
+            get(history::backfill),
+        )
+        .route(
+            "/_matrix/federation/v1/get_missing_events/:room",
+            axum::routing::post(history::get_missing_events),
+        )
         .route(
             "/_matrix/federation/v1/make_join/:room/:user",
             get(join::make_join),
