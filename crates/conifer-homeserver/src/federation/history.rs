@@ -77,12 +77,11 @@ pub async fn event(
     ))
 }
 
+/// A state and its auth chain.
+type StateAndChain = (Vec<Arc<Pdu>>, Vec<Arc<Pdu>>);
+
 /// The state before `event` and that state's auth chain.
-fn state_at(
-    hs: &Homeserver,
-    room: &str,
-    event: &str,
-) -> Result<(Vec<Arc<Pdu>>, Vec<Arc<Pdu>>), MatrixError> {
+fn state_at(hs: &Homeserver, room: &str, event: &str) -> Result<StateAndChain, MatrixError> {
     event_in_room(hs, room, event)?;
     let state: Vec<Arc<Pdu>> = hs
         .store
