@@ -620,3 +620,106 @@ async fn servers_in_the_room_read_its_graph_and_others_may_not() {
         "between the earliest and the latest, oldest first"
     );
 }
+
+#[tokio::test]
+async fn receipts_cross_over_and_remote_users_can_leave() {
+    use tower::ServiceExt;
+    let net = InProcess::default();
+    let one = server("one.test", "k1", 1, &net);
+    let two = server("two.test", "k2", 2, &net);
+    one.hs.start_federation_sender();
+    let ann = "@ann:one.test";
+    let bob = "@bob:two.test";
+    one.hs.store.create_user(ann, None, false, 0).unwrap();
+    one.hs
+        .store
+        .create_device(ann, "D", None, "ann-token", 0)
+        .unwrap();
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: ann.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: None,
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    let room = one.hs.create_room(options, false, None).await.unwrap();
+    two.hs
+        .join_remote(&room, bob, &["one.test".into()])
+        .await
+        .unwrap();
+    let t = EventTemplate {
+        kind: "m.room.message".into(),
+        state_key: None,
+        content: json!({ "body": "read me" }),
+        redacts: None,
+    };
+    let msg = one
+        .hs
+        .send_event(&room, ann, t, None)
+        .await
+        .unwrap()
+        .event_id
+        .to_string();
+
+    // Ann reads it through her client; the receipt reaches two.test as an EDU.
+    let client = conifer_homeserver::client::router(one.hs.clone());
+    let req = axum::http::Request::post(format!(
+        "/_matrix/client/v3/rooms/{}/receipt/m.read/{}",
+        enc(&room),
+        enc(&msg)
+    ))
+    .header("authorization", "Bearer ann-token")
+    .body(axum::body::Body::from("{}"))
+    .unwrap();
+    assert_eq!(client.oneshot(req).await.unwrap().status(), 200);
+    let mut seen = false;
+    for _ in 0..100 {
+        seen = two
+            .hs
+            .store
+            .receipts_since(&[room.clone()], 0, u64::MAX >> 1)
+            .unwrap()
+            .iter()
+            .any(|r| r.user_id == ann && r.event_id == msg);
+        if seen {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(seen, "ann's read receipt reached two.test");
+
+    // Bob leaves through make_leave / send_leave.
+    let (status, made) = signed(
+        &net,
+        &two.hs.key,
+        "one.test",
+        &format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            enc(&room),
+            enc(bob)
+        ),
+    )
+    .await;
+    assert_eq!(status, 200, "{made}");
+    let leave = conifer_rooms::sign_template("11", made["event"].clone(), &two.hs.key).unwrap();
+    let body: Value = serde_json::from_str(&leave.json).unwrap();
+    let uri = format!(
+        "/_matrix/federation/v2/send_leave/{}/{}",
+        enc(&room),
+        enc(leave.event_id.as_str())
+    );
+    let (status, r) = signed_with(&net, &two.hs.key, "one.test", "PUT", &uri, Some(body)).await;
+    assert_eq!(status, 200, "{r}");
+    assert_eq!(
+        one.hs.membership(&room, bob).unwrap().as_deref(),
+        Some("leave")
+    );
+}

@@ -41,6 +41,7 @@ async fn typing(
         .unwrap_or(30_000);
     hs.typing
         .set(&room, &user, typing.then(|| Duration::from_millis(timeout)));
+    hs.federate_typing(&room, &user, typing);
     Ok(Json(json!({})))
 }
 
@@ -69,6 +70,9 @@ fn put_receipt(
         ts: now_ms(),
         stream_pos: 0,
     })?;
+    if kind == "m.read" {
+        hs.federate_read_receipt(room, &auth.user_id, event, now_ms());
+    }
     Ok(())
 }
 

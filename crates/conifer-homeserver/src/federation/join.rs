@@ -140,3 +140,66 @@ impl Homeserver {
         Ok(v)
     }
 }
+
+pub async fn make_leave(
+    hs: Hs,
+    Path((room, user)): Path<(String, String)>,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    if server_of(&user) != Some(auth.origin.as_str()) {
+        return Err(MatrixError::forbidden(
+            "the leaving user must be on the requesting server",
+        ));
+    }
+    let record = hs
+        .store
+        .room(&room)?
+        .ok_or_else(|| MatrixError::not_found("this server is not in that room"))?;
+    let template = conifer_rooms::EventTemplate {
+        kind: "m.room.member".into(),
+        state_key: Some(user.clone()),
+        content: json!({ "membership": "leave" }),
+        redacts: None,
+    };
+    let probe = hs.probe_event(&room, &user, template).await?;
+    let mut v: Value = serde_json::from_str(&probe.json)
+        .map_err(|e| MatrixError::unknown_internal(e.to_string()))?;
+    if let Some(o) = v.as_object_mut() {
+        o.remove("hashes");
+        o.remove("signatures");
+    }
+    Ok(Json(json!({ "event": v, "room_version": record.version })))
+}
+
+pub async fn send_leave(
+    hs: Hs,
+    Path((room, event_id)): Path<(String, String)>,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    let event = auth
+        .body
+        .clone()
+        .ok_or_else(|| MatrixError::bad_json("missing leave event"))?;
+    let sender = event["sender"].as_str().unwrap_or_default().to_owned();
+    let is_leave = event["type"] == "m.room.member"
+        && event["content"]["membership"] == "leave"
+        && event["state_key"].as_str() == Some(sender.as_str())
+        && event["room_id"].as_str() == Some(room.as_str());
+    if !is_leave || server_of(&sender) != Some(auth.origin.as_str()) {
+        return Err(MatrixError::bad_json(
+            "not a leave of a user of the requesting server from this room",
+        ));
+    }
+    let (id, checked) = checked_pdu(&hs, event).await;
+    if id != event_id {
+        return Err(MatrixError::bad_json(
+            "the event ID does not match the event",
+        ));
+    }
+    if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
+        hs.accept_remote(&room_id, pdu)
+            .await
+            .map_err(MatrixError::forbidden)?;
+    }
+    Ok(Json(json!({})))
+}

@@ -4,6 +4,7 @@
 //! [`conifer_federation::Transport`].
 
 mod auth;
+mod edus;
 mod history;
 mod join;
 mod join_out;
@@ -45,6 +46,14 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .route(
             "/_matrix/federation/v1/get_missing_events/:room",
             axum::routing::post(history::get_missing_events),
+        )
+        .route(
+            "/_matrix/federation/v1/make_leave/:room/:user",
+            get(join::make_leave),
+        )
+        .route(
+            "/_matrix/federation/v2/send_leave/:room/:event",
+            axum::routing::put(join::send_leave),
         )
         .route(
             "/_matrix/federation/v1/make_join/:room/:user",
