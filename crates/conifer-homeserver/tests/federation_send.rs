@@ -685,7 +685,7 @@ async fn receipts_cross_over_and_remote_users_can_leave() {
         seen = two
             .hs
             .store
-            .receipts_since(&[room.clone()], 0, u64::MAX >> 1)
+            .receipts_since(std::slice::from_ref(&room), 0, u64::MAX >> 1)
             .unwrap()
             .iter()
             .any(|r| r.user_id == ann && r.event_id == msg);
