@@ -18,12 +18,13 @@ mod broadcast;
 mod forward;
 mod peers;
 mod queue;
+mod route_table;
 mod snek;
 mod snek_index;
 mod time;
 mod tree;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 pub use peers::{PeerStats, PeerType, PeerView, PORT_COUNT};
@@ -238,7 +239,7 @@ pub struct Router {
     last_bootstrap: Option<Time>,
     last_bootstrap_seq: u64,
     descending: Option<Descending>,
-    routes: BTreeMap<PublicKey, Route>,
+    routes: route_table::RouteTable,
     coords_cache: HashMap<PublicKey, (Coordinates, Time)>,
     next_coords_clean: Time,
     seen_broadcasts: HashMap<PublicKey, (u64, Time)>,
@@ -272,7 +273,7 @@ impl Router {
             last_bootstrap: None,
             last_bootstrap_seq: 0,
             descending: None,
-            routes: BTreeMap::new(),
+            routes: route_table::RouteTable::default(),
             coords_cache: HashMap::new(),
             next_coords_clean: now + COORDS_CACHE_CLEAN_INTERVAL,
             seen_broadcasts: HashMap::new(),

@@ -206,8 +206,7 @@ impl Router {
                 self.set_descending(None, now);
             }
         }
-        self.routes
-            .retain(|_, r| now.since(r.last_seen) < SNEK_EXPIRY);
+        self.routes.expire(now);
         let due = self
             .last_bootstrap
             .is_none_or(|t| now.since(t) >= SNEK_BOOTSTRAP_INTERVAL);
