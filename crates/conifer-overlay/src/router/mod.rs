@@ -29,7 +29,7 @@ use std::time::Duration;
 
 pub use peers::{PeerStats, PeerType, PeerView, PORT_COUNT};
 pub use snek::{snek_next_hop, RouteView, SnekQuery};
-pub use snek_index::{snek_next_hop_indexed, SnekIndex};
+pub use snek_index::{snek_next_hop_indexed, snek_next_hop_windowed, RouteWindow, SnekIndex};
 pub use time::Time;
 pub use tree::{
     announcement_action, is_better_parent_candidate, tree_next_hop, AnnouncementAction,

@@ -7,7 +7,7 @@
 //! thousands of routers per simulated second was a large share of the run).
 
 use std::collections::BTreeMap;
-use std::ops::RangeFrom;
+use std::ops::RangeBounds;
 
 use super::{Route, Time, SNEK_EXPIRY};
 use crate::key::PublicKey;
@@ -37,8 +37,11 @@ impl RouteTable {
         self.routes.insert(key, route);
     }
 
-    pub fn range(&self, from: RangeFrom<PublicKey>) -> impl Iterator<Item = (&PublicKey, &Route)> {
-        self.routes.range(from)
+    pub fn range(
+        &self,
+        keys: impl RangeBounds<PublicKey>,
+    ) -> impl Iterator<Item = (&PublicKey, &Route)> {
+        self.routes.range(keys)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&PublicKey, &Route)> {

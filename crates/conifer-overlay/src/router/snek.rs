@@ -2,7 +2,7 @@
 //! periodic bootstraps (reference §3.2–§3.4).
 
 use super::peers::PeerView;
-use super::snek_index::{snek_next_hop_indexed, SnekIndex};
+use super::snek_index::{snek_next_hop_windowed, RouteWindow, SnekIndex};
 use super::{Descending, NextHop, Route, Router, Time, SNEK_BOOTSTRAP_INTERVAL, SNEK_EXPIRY};
 use crate::key::PublicKey;
 use crate::wire::{Bootstrap, Frame, Port, SignedPayload, Watermark};
@@ -169,17 +169,20 @@ impl Router {
             };
             self.snek_index = Some(index);
         }
-        let index = self.snek_index.as_ref().expect("built above");
-        let routes = self.routes.range(dest..).filter_map(|(key, r)| {
-            let live = now.since(r.last_seen) < SNEK_EXPIRY
-                && self.peer(r.source).is_some_and(|p| p.started());
-            live.then_some(RouteView {
-                key: *key,
-                seq: r.watermark.seq,
-                source: r.source,
+        let this: &Router = self;
+        let index = this.snek_index.as_ref().expect("built above");
+        let routes = |window: RouteWindow| {
+            this.routes.range(window).filter_map(move |(key, r)| {
+                let live = now.since(r.last_seen) < SNEK_EXPIRY
+                    && this.peer(r.source).is_some_and(|p| p.started());
+                live.then_some(RouteView {
+                    key: *key,
+                    seq: r.watermark.seq,
+                    source: r.source,
+                })
             })
-        });
-        snek_next_hop_indexed(index, dest, bootstrap, watermark, routes)
+        };
+        snek_next_hop_windowed(index, dest, bootstrap, watermark, routes)
     }
 
     /// "Bootstrap soon": at the next maintenance tick.

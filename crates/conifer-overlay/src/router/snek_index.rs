@@ -14,7 +14,7 @@
 //! the reference's scan order (the parent, then ports in ascending order).
 
 use std::collections::BTreeMap;
-use std::ops::Bound::Excluded;
+use std::ops::Bound::{self, Excluded, Included};
 
 use smallvec::SmallVec;
 
@@ -98,6 +98,28 @@ pub fn snek_next_hop_indexed(
     watermark: Watermark,
     routes: impl IntoIterator<Item = RouteView>,
 ) -> (Option<NextHop>, Watermark) {
+    snek_next_hop_windowed(idx, destination, bootstrap, watermark, |_| routes)
+}
+
+/// The only route keys that can change a SNEK decision, given the best
+/// candidate before the routes are consulted (see [`snek_next_hop_windowed`]).
+pub type RouteWindow = (Bound<PublicKey>, Bound<PublicKey>);
+
+/// [`snek_next_hop_indexed`], asking for the routes only once the best
+/// candidate from the tree is known: the scan of step 5 skips keys below the
+/// destination and stops at the first key above it that is not below the best
+/// so far (which only falls), so routes outside `[destination, best)` (just
+/// the destination itself when `best <= destination`) are never looked at.
+/// `routes` gets that window and may return only the routes inside it; for
+/// a `BTreeMap` that saves locating the far end of an open range, one more
+/// descent through a table that at scale is usually out of cache.
+pub fn snek_next_hop_windowed<I: IntoIterator<Item = RouteView>>(
+    idx: &SnekIndex,
+    destination: PublicKey,
+    bootstrap: bool,
+    watermark: Watermark,
+    routes: impl FnOnce(RouteWindow) -> I,
+) -> (Option<NextHop>, Watermark) {
     let dest = destination;
     if !bootstrap && dest == idx.our_key {
         return (Some(NextHop::Local), watermark);
@@ -136,7 +158,12 @@ pub fn snek_next_hop_indexed(
         best_port = Some(port);
     }
     // Step 5, soft routes.
-    for r in routes {
+    let window = if best_key > dest {
+        (Included(dest), Excluded(best_key))
+    } else {
+        (Included(dest), Included(dest))
+    };
+    for r in routes(window) {
         if r.key < dest {
             continue;
         }
