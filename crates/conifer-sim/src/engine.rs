@@ -18,6 +18,7 @@ use conifer_overlay::{Identity, PublicKey};
 use crate::filter::DropFilter;
 use crate::link::{sample, Direction, LinkParams};
 use crate::ping::PingTracker;
+use crate::prefetch::prefetch;
 use crate::queue::TwoLaneQueue;
 use crate::time::{router_time, sim_time, SimTime, MICROS_PER_MILLI};
 
@@ -86,6 +87,8 @@ enum Ev {
     Arrive {
         link: LinkId,
         dir: u8,
+        /// The receiving node (only for prefetching: the link decides).
+        to: u32,
         frames: Frames,
     },
     /// Direction `dir` finished serialising a frame and can take the next.
@@ -361,11 +364,14 @@ impl Engine {
                 break;
             }
             let (at, ev) = self.queue.pop().expect("peeked");
+            self.prefetch_next();
             self.now = at;
             self.counters.events += 1;
             match ev {
                 Ev::Timer(n) => self.fire_timer(n, at),
-                Ev::Arrive { link, dir, frames } => self.arrive(link, dir, frames),
+                Ev::Arrive {
+                    link, dir, frames, ..
+                } => self.arrive(link, dir, frames),
                 Ev::TxDone { link, dir } => {
                     if let Some(l) = self.link_mut(link) {
                         l.dirs[dir as usize].busy = false;
@@ -377,6 +383,22 @@ impl Engine {
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// Starts loading the node the next queued event is for (see
+    /// [`crate::prefetch`]); if handling this event queues an earlier one,
+    /// the hint is merely wasted.
+    fn prefetch_next(&self) {
+        match self.queue.peek() {
+            Some(Ev::Timer(n)) => prefetch(&self.nodes[*n]),
+            Some(Ev::Arrive { link, to, .. }) => {
+                prefetch(&self.nodes[*to as NodeId]);
+                if let Some(l) = self.links.get(*link as usize) {
+                    prefetch(l);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn fire_timer(&mut self, n: NodeId, at: SimTime) {
@@ -437,6 +459,7 @@ impl Engine {
             return;
         }
         let (from, port) = l.ends[d];
+        let to = l.ends[d ^ 1].0 as u32;
         let node = &mut self.nodes[from];
         let Some(router) = node.router.as_mut() else {
             return;
@@ -469,8 +492,16 @@ impl Engine {
             }
             let delay = l.params.delay(sample(self.seed, link, dir, self.now, 0));
             let at = l.dirs[d].schedule(self.now, delay);
-            self.queue
-                .push(FRAMES, at, Ev::Arrive { link, dir, frames });
+            self.queue.push(
+                FRAMES,
+                at,
+                Ev::Arrive {
+                    link,
+                    dir,
+                    to,
+                    frames,
+                },
+            );
         } else {
             let Some(f) = router.poll_transmit(now, port) else {
                 return;
@@ -491,6 +522,7 @@ impl Engine {
                     Ev::Arrive {
                         link,
                         dir,
+                        to,
                         frames: smallvec![f],
                     },
                 );

@@ -122,6 +122,12 @@ impl<E> TwoLaneQueue<E> {
         self.lanes[lane].peek().map(|Reverse(e)| e.at)
     }
 
+    /// The event `pop` would return next.
+    pub fn peek(&self) -> Option<&E> {
+        let lane = self.first()?;
+        self.lanes[lane].peek().map(|Reverse(e)| &e.event)
+    }
+
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         let lane = self.first()?;
         self.lanes[lane].pop().map(|Reverse(e)| (e.at, e.event))
