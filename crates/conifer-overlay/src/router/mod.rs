@@ -248,6 +248,8 @@ pub struct Router {
     /// SNEK candidates sorted by key; `None` after any change to peers,
     /// announcements or the parent, rebuilt on the next SNEK decision.
     snek_index: Option<SnekIndex>,
+    /// `current_root()` when `snek_index` was built; valid while it is `Some`.
+    snek_root: Root,
     /// SHA-256 of announcement prefixes whose signatures we already checked.
     verified_prefixes: std::collections::HashSet<[u8; 32]>,
     rng: u64,
@@ -280,6 +282,7 @@ impl Router {
             actions: VecDeque::new(),
             verified_prefixes: std::collections::HashSet::new(),
             snek_index: None,
+            snek_root: Root { key, seq: 0 },
             stats: RouterStats::default(),
         };
         r.start(now);
