@@ -98,10 +98,6 @@ enum Ev {
     },
 }
 
-/// Event-queue lanes (see [`TwoLaneQueue`]).
-const FRAMES: usize = 0;
-const TIMERS: usize = 1;
-
 /// Global counters for the performance report.
 #[derive(Clone, Debug, Default)]
 pub struct EngineCounters {
@@ -492,8 +488,7 @@ impl Engine {
             }
             let delay = l.params.delay(sample(self.seed, link, dir, self.now, 0));
             let at = l.dirs[d].schedule(self.now, delay);
-            self.queue.push(
-                FRAMES,
+            self.queue.push_near(
                 at,
                 Ev::Arrive {
                     link,
@@ -510,14 +505,13 @@ impl Engine {
             let ser = l.params.serialisation(f.len());
             l.dirs[d].busy = true;
             self.queue
-                .push(FRAMES, self.now + ser, Ev::TxDone { link, dir });
+                .push_near(self.now + ser, Ev::TxDone { link, dir });
             if l.params.lost(sample(self.seed, link, dir, self.now, 1)) {
                 self.counters.frames_lost += 1;
             } else {
                 let delay = l.params.delay(sample(self.seed, link, dir, self.now, 0));
                 let at = l.dirs[d].schedule(self.now + ser, delay);
-                self.queue.push(
-                    FRAMES,
+                self.queue.push_near(
                     at,
                     Ev::Arrive {
                         link,
@@ -596,7 +590,7 @@ impl Engine {
             return;
         }
         node.timer_at = Some(at);
-        self.queue.push(TIMERS, at, Ev::Timer(n));
+        self.queue.push_far(at, Ev::Timer(n));
     }
 
     /// Hop distances from `src` over live links (`u32::MAX`: unreachable).

@@ -4,11 +4,12 @@
 //! order they were scheduled, which is what makes a run reproducible: the heap
 //! never compares payloads and never depends on memory addresses.
 //!
-//! [`TwoLaneQueue`] is the same order split over two heaps, so that a few
-//! thousand far-off timers do not deepen the heap every frame passes through.
+//! [`TwoLaneQueue`] is the same order split over a heap for frames and an
+//! ordered map for timers, so that thousands of far-off timers do not deepen
+//! the heap every frame passes through.
 
 use std::cmp::{Ordering, Reverse};
-use std::collections::BinaryHeap;
+use std::collections::{BTreeMap, BinaryHeap};
 
 use crate::time::SimTime;
 
@@ -77,64 +78,86 @@ impl<E> EventQueue<E> {
     }
 }
 
-/// Two min-heaps sharing one sequence counter; `pop` takes the smaller
-/// `(time, sequence)` of the two heads, so events come out in exactly the
-/// order one heap would give. Which lane an event goes in only affects speed:
-/// the engine puts per-node timers (one pending per node, each up to a second
-/// ahead) in one lane and frames in flight (a few hundred, a millisecond or
-/// two ahead) in the other, so the frame lane stays shallow.
+/// One event order over two structures sharing the sequence counter: `pop`
+/// takes the smaller `(time, sequence)` of the two heads, so events come out
+/// in exactly the order one heap would give. Where an event goes only affects
+/// speed. Frames in flight (a few hundred, a millisecond or two ahead) go in
+/// a small heap that stays in cache. Per-node timers (one or two pending per
+/// node, up to a second ahead: tens of thousands at scale) go in an ordered
+/// map instead of a heap: a heap of that size moves an entry through every
+/// level on each pop, a cache miss per level, while the map is only ever
+/// touched at its two ends (the earliest timer, and "a second from now"),
+/// which stay in cache.
 pub struct TwoLaneQueue<E> {
-    lanes: [BinaryHeap<Reverse<Entry<E>>>; 2],
+    near: BinaryHeap<Reverse<Entry<E>>>,
+    far: BTreeMap<(SimTime, u64), E>,
     seq: u64,
 }
 
 impl<E> Default for TwoLaneQueue<E> {
     fn default() -> Self {
         TwoLaneQueue {
-            lanes: [BinaryHeap::new(), BinaryHeap::new()],
+            near: BinaryHeap::new(),
+            far: BTreeMap::new(),
             seq: 0,
         }
     }
 }
 
 impl<E> TwoLaneQueue<E> {
-    pub fn push(&mut self, lane: usize, at: SimTime, event: E) {
+    /// Queues an event due soon (a frame in flight).
+    pub fn push_near(&mut self, at: SimTime, event: E) {
         self.seq += 1;
-        self.lanes[lane].push(Reverse(Entry {
+        self.near.push(Reverse(Entry {
             at,
             seq: self.seq,
             event,
         }));
     }
 
-    /// The lane whose head comes first, if any.
-    fn first(&self) -> Option<usize> {
-        match (self.lanes[0].peek(), self.lanes[1].peek()) {
+    /// Queues an event due later (a timer).
+    pub fn push_far(&mut self, at: SimTime, event: E) {
+        self.seq += 1;
+        self.far.insert((at, self.seq), event);
+    }
+
+    /// Whether the next event comes from `near`, if there is one.
+    fn near_first(&self) -> Option<bool> {
+        match (self.near.peek(), self.far.first_key_value()) {
             (None, None) => None,
-            (Some(_), None) => Some(0),
-            (None, Some(_)) => Some(1),
-            (Some(Reverse(a)), Some(Reverse(b))) => Some(if a <= b { 0 } else { 1 }),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (Some(Reverse(a)), Some((&b, _))) => Some((a.at, a.seq) < b),
         }
     }
 
     pub fn peek_time(&self) -> Option<SimTime> {
-        let lane = self.first()?;
-        self.lanes[lane].peek().map(|Reverse(e)| e.at)
+        if self.near_first()? {
+            self.near.peek().map(|Reverse(e)| e.at)
+        } else {
+            self.far.first_key_value().map(|(&(at, _), _)| at)
+        }
     }
 
     /// The event `pop` would return next.
     pub fn peek(&self) -> Option<&E> {
-        let lane = self.first()?;
-        self.lanes[lane].peek().map(|Reverse(e)| &e.event)
+        if self.near_first()? {
+            self.near.peek().map(|Reverse(e)| &e.event)
+        } else {
+            self.far.first_key_value().map(|(_, e)| e)
+        }
     }
 
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
-        let lane = self.first()?;
-        self.lanes[lane].pop().map(|Reverse(e)| (e.at, e.event))
+        if self.near_first()? {
+            self.near.pop().map(|Reverse(e)| (e.at, e.event))
+        } else {
+            self.far.pop_first().map(|((at, _), e)| (at, e))
+        }
     }
 
     pub fn len(&self) -> usize {
-        self.lanes[0].len() + self.lanes[1].len()
+        self.near.len() + self.far.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -166,7 +189,11 @@ mod tests {
             } else {
                 let at = now + (x >> 40) % 7;
                 one.push(at, i);
-                two.push((x >> 20) as usize & 1, at, i);
+                if (x >> 20) & 1 == 0 {
+                    two.push_near(at, i);
+                } else {
+                    two.push_far(at, i);
+                }
             }
             assert_eq!(one.peek_time(), two.peek_time());
         }
