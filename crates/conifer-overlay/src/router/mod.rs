@@ -598,8 +598,8 @@ impl Router {
     }
 
     /// SNEK routes currently valid, by bootstrapper key.
-    pub fn routes(&self) -> impl Iterator<Item = (&PublicKey, &Route)> {
-        self.routes.iter()
+    pub fn routes(&self) -> impl Iterator<Item = (&PublicKey, Route)> {
+        self.routes.iter().map(|(k, r)| (k, r.to_route(*k)))
     }
 
     /// Our keyspace predecessor, if a valid one has bootstrapped to us.

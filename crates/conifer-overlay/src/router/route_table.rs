@@ -1,6 +1,11 @@
 //! The SNEK route table: routes by bootstrapper key, in key order.
 //!
-//! A `BTreeMap` plus one fact that makes the once-a-second expiry cheap: a
+//! A `BTreeMap` of compact entries: a [`Route`]'s watermark key is always
+//! the route's own key, so it is not stored again, which makes each entry
+//! 64 bytes instead of 104. With 10 000 simulated routers the tables are
+//! mostly out of cache, and smaller B-tree nodes mean fewer misses.
+//!
+//! Plus one fact that makes the once-a-second expiry cheap: a
 //! lower bound on every route's `last_seen`. Routes are refreshed every 5 s
 //! and expire after 10 s, so most seconds nothing can have expired; the bound
 //! proves it without walking the table (a walk reads every route, which for
@@ -9,12 +14,36 @@
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
 
-use super::{Route, Time, SNEK_EXPIRY};
+use super::{NextHop, Route, Time, SNEK_EXPIRY};
 use crate::key::PublicKey;
+use crate::wire::{Port, Root, Watermark};
+
+/// A [`Route`] as stored: everything but the watermark key.
+#[derive(Clone, Debug)]
+pub(crate) struct StoredRoute {
+    /// The watermark sequence (the bootstrap's sequence number).
+    pub seq: u64,
+    pub last_seen: Time,
+    pub root: Root,
+    pub source: Port,
+    pub destination: Option<NextHop>,
+}
+
+impl StoredRoute {
+    pub fn to_route(&self, key: PublicKey) -> Route {
+        Route {
+            source: self.source,
+            destination: self.destination,
+            watermark: Watermark { key, seq: self.seq },
+            root: self.root,
+            last_seen: self.last_seen,
+        }
+    }
+}
 
 #[derive(Debug, Default)]
 pub(crate) struct RouteTable {
-    routes: BTreeMap<PublicKey, Route>,
+    routes: BTreeMap<PublicKey, StoredRoute>,
     /// At most the `last_seen` of every route (`None`: no routes were added
     /// since the table was last known empty). Refreshing a route only raises
     /// its `last_seen`, so the bound stays valid until routes are added.
@@ -27,29 +56,41 @@ impl RouteTable {
         self.oldest = None;
     }
 
-    pub fn get(&self, key: &PublicKey) -> Option<&Route> {
+    pub fn get(&self, key: &PublicKey) -> Option<&StoredRoute> {
         self.routes.get(key)
     }
 
+    /// `route.watermark.key` must be `key` (a route's watermark is its
+    /// bootstrapper's key and sequence).
     pub fn insert(&mut self, key: PublicKey, route: Route) {
+        debug_assert_eq!(route.watermark.key, key);
         let seen = route.last_seen;
         self.oldest = Some(self.oldest.map_or(seen, |t| t.min(seen)));
-        self.routes.insert(key, route);
+        self.routes.insert(
+            key,
+            StoredRoute {
+                seq: route.watermark.seq,
+                last_seen: route.last_seen,
+                root: route.root,
+                source: route.source,
+                destination: route.destination,
+            },
+        );
     }
 
     pub fn range(
         &self,
         keys: impl RangeBounds<PublicKey>,
-    ) -> impl Iterator<Item = (&PublicKey, &Route)> {
+    ) -> impl Iterator<Item = (&PublicKey, &StoredRoute)> {
         self.routes.range(keys)
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = (&PublicKey, &Route)> {
+    pub fn iter(&self) -> impl Iterator<Item = (&PublicKey, &StoredRoute)> {
         self.routes.iter()
     }
 
     /// Keeps the routes `keep` accepts (removing never invalidates the bound).
-    pub fn retain(&mut self, mut keep: impl FnMut(&PublicKey, &Route) -> bool) {
+    pub fn retain(&mut self, mut keep: impl FnMut(&PublicKey, &StoredRoute) -> bool) {
         self.routes.retain(|k, r| keep(k, r));
     }
 
@@ -80,14 +121,13 @@ impl RouteTable {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::wire::{Root, Watermark};
     use std::time::Duration;
 
-    fn route(ms: u64) -> Route {
+    fn route(key: PublicKey, ms: u64) -> Route {
         Route {
             source: 1,
             destination: None,
-            watermark: Watermark::NONE,
+            watermark: Watermark { key, seq: ms },
             root: Root {
                 key: PublicKey([0; 32]),
                 seq: 0,
@@ -117,8 +157,8 @@ mod tests {
                     let k = key((x >> 20) as u8 % 16);
                     // Occasionally a timestamp from the past, as a driver may give.
                     let seen = now.saturating_sub(if x >> 58 & 7 == 0 { 3_000 } else { 0 });
-                    fast.insert(k, route(seen));
-                    slow.insert(k, route(seen));
+                    fast.insert(k, route(k, seen));
+                    slow.insert(k, route(k, seen));
                 }
                 _ => {
                     now += (x >> 30) % 1_500;
@@ -127,7 +167,10 @@ mod tests {
                     slow.retain(|_, r| t.since(r.last_seen) < SNEK_EXPIRY);
                 }
             }
-            let a: Vec<_> = fast.iter().map(|(k, r)| (*k, r.last_seen)).collect();
+            let a: Vec<_> = fast
+                .iter()
+                .map(|(k, r)| (*k, r.to_route(*k).last_seen))
+                .collect();
             let b: Vec<_> = slow.iter().map(|(k, r)| (*k, r.last_seen)).collect();
             assert_eq!(a, b);
         }

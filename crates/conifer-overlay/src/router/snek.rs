@@ -171,7 +171,7 @@ impl Router {
                     && this.peer(r.source).is_some_and(|p| p.started());
                 live.then_some(RouteView {
                     key: *key,
-                    seq: r.watermark.seq,
+                    seq: r.seq,
                     source: r.source,
                 })
             })
@@ -271,7 +271,7 @@ impl Router {
             && !self
                 .routes
                 .get(&b.destination)
-                .is_some_and(|e| e.root == b.payload.root && b.payload.sequence <= e.watermark.seq)
+                .is_some_and(|e| e.root == b.payload.root && b.payload.sequence <= e.seq)
             && (!self.config.signatures || b.payload.verify(&b.destination));
         if !valid {
             self.stats.bootstraps_dropped += 1;
