@@ -167,8 +167,11 @@ impl Router {
         let index = this.snek_index.as_ref().expect("built above");
         let routes = |window: RouteWindow| {
             this.routes.range(window).filter_map(move |(key, r)| {
-                let live = now.since(r.last_seen) < SNEK_EXPIRY
-                    && this.peer(r.source).is_some_and(|p| p.started());
+                debug_assert_eq!(
+                    index.has_port(r.source),
+                    this.peer(r.source).is_some_and(|p| p.started())
+                );
+                let live = now.since(r.last_seen) < SNEK_EXPIRY && index.has_port(r.source);
                 live.then_some(RouteView {
                     key: *key,
                     seq: r.seq,

@@ -44,6 +44,10 @@ pub struct SnekIndex {
     direct: BTreeMap<PublicKey, SmallVec<[Port; 2]>>,
     /// Per-port facts for link refinement, indexed by port.
     links: Vec<Option<LinkInfo>>,
+    /// Bit `p` set: port `p` is one of the peers the index was built from.
+    /// Inline (the index lives in the router), so checking that a route's
+    /// source is still up touches no per-peer memory.
+    ports: [u64; 4],
 }
 
 impl SnekIndex {
@@ -73,6 +77,7 @@ impl SnekIndex {
         let max_port = peers.iter().map(|v| v.port as usize).max().unwrap_or(0);
         idx.links = vec![None; max_port + 1];
         for v in peers {
+            idx.ports[v.port as usize / 64] |= 1 << (v.port % 64);
             idx.links[v.port as usize] = Some(LinkInfo {
                 peer_type: v.peer_type,
                 receive_order: v.receive_order,
@@ -83,6 +88,12 @@ impl SnekIndex {
             }
         }
         idx
+    }
+
+    /// Whether `port` was among the peers the index was built from (for the
+    /// router: a started peer, since any change to that drops the index).
+    pub fn has_port(&self, port: Port) -> bool {
+        self.ports[port as usize / 64] & (1 << (port % 64)) != 0
     }
 
     fn link(&self, port: Port) -> Option<&LinkInfo> {
