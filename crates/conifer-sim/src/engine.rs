@@ -9,6 +9,8 @@
 
 use std::collections::BTreeMap;
 
+use smallvec::{smallvec, SmallVec};
+
 use conifer_overlay::router::{Action, Event, PeerType, Router, RouterConfig};
 use conifer_overlay::wire::Port;
 use conifer_overlay::{Identity, PublicKey};
@@ -16,7 +18,8 @@ use conifer_overlay::{Identity, PublicKey};
 use crate::filter::DropFilter;
 use crate::link::{sample, Direction, LinkParams};
 use crate::ping::PingTracker;
-use crate::queue::EventQueue;
+use crate::prefetch::prefetch;
+use crate::queue::TwoLaneQueue;
 use crate::time::{router_time, sim_time, SimTime, MICROS_PER_MILLI};
 
 pub type NodeId = usize;
@@ -37,8 +40,11 @@ pub struct Node {
     pub key: PublicKey,
     /// `None` while the node is offline.
     pub router: Option<Router>,
-    /// Our port → link.
-    ports: BTreeMap<Port, LinkId>,
+    /// Our port → link (0: none, as link ids start at 1), indexed by port.
+    /// Looked up for every frame a router hands over; routers fill the lowest
+    /// free port first, so most nodes' ports fit inline, in the cache lines
+    /// the engine prefetches with the node.
+    ports: SmallVec<[LinkId; 8]>,
     /// The earliest timer event queued for this node.
     timer_at: Option<SimTime>,
     /// Router millisecond at which `handle_timeout` last ran.
@@ -51,6 +57,20 @@ pub struct Node {
     pub tree_changes: u64,
 }
 
+impl Node {
+    fn port(&self, port: Port) -> Option<LinkId> {
+        self.ports.get(port as usize).copied().filter(|&l| l != 0)
+    }
+
+    fn set_port(&mut self, port: Port, link: Option<LinkId>) {
+        let i = port as usize;
+        if self.ports.len() <= i {
+            self.ports.resize(i + 1, 0);
+        }
+        self.ports[i] = link.unwrap_or(0);
+    }
+}
+
 struct Link {
     /// `ends[d]` sends on direction `d`; `ends[d ^ 1]` receives.
     ends: [(NodeId, Port); 2],
@@ -58,13 +78,20 @@ struct Link {
     dirs: [Direction; 2],
 }
 
+/// Frames that travel together. Almost every batch is one frame (links are
+/// drained as soon as a router queues something), so keep that one inline
+/// rather than allocating a vector per link traversal.
+type Frames = SmallVec<[Vec<u8>; 1]>;
+
 enum Ev {
     Timer(NodeId),
     /// A batch of frames (in order) reaches the receiving end of `dir`.
     Arrive {
         link: LinkId,
         dir: u8,
-        frames: Vec<Vec<u8>>,
+        /// The receiving node (only for prefetching: the link decides).
+        to: u32,
+        frames: Frames,
     },
     /// Direction `dir` finished serialising a frame and can take the next.
     TxDone {
@@ -94,12 +121,16 @@ pub struct EngineConfig {
 
 pub struct Engine {
     now: SimTime,
-    queue: EventQueue<Ev>,
+    queue: TwoLaneQueue<Ev>,
     pub nodes: Vec<Node>,
-    links: BTreeMap<LinkId, Link>,
+    /// Indexed by [`LinkId`]: ids count up from 1 and are never reused (they
+    /// seed the link model's samples), so a slot per id ever issued; a
+    /// removed link leaves `None`. Looked up for every frame.
+    links: Vec<Option<Link>>,
     /// Neighbour → link, per node: the live topology.
     adj: Vec<BTreeMap<NodeId, LinkId>>,
     next_link: LinkId,
+    live_links: usize,
     /// Seeds the link model's per-link samples (see [`crate::link::sample`]).
     seed: u64,
     router_config: RouterConfig,
@@ -115,11 +146,12 @@ impl Engine {
     pub fn new(config: EngineConfig) -> Self {
         Engine {
             now: 0,
-            queue: EventQueue::default(),
+            queue: TwoLaneQueue::default(),
             nodes: Vec::new(),
-            links: BTreeMap::new(),
+            links: vec![None],
             adj: Vec::new(),
             next_link: 1,
+            live_links: 0,
             seed: config.seed,
             router_config: config.router,
             peer_type: config.peer_type,
@@ -153,7 +185,7 @@ impl Engine {
             identity,
             key,
             router: None,
-            ports: BTreeMap::new(),
+            ports: SmallVec::new(),
             timer_at: None,
             fired_ms: None,
             filter: None,
@@ -220,7 +252,7 @@ impl Engine {
     }
 
     pub fn link_count(&self) -> usize {
-        self.links.len()
+        self.live_links
     }
 
     /// Brings a link up between two online nodes (at most one per pair).
@@ -259,16 +291,15 @@ impl Engine {
         };
         let id = self.next_link;
         self.next_link += 1;
-        self.links.insert(
-            id,
-            Link {
-                ends: [(a, pa), (b, pb)],
-                params,
-                dirs: [Direction::default(), Direction::default()],
-            },
-        );
-        self.nodes[a].ports.insert(pa, id);
-        self.nodes[b].ports.insert(pb, id);
+        debug_assert_eq!(self.links.len() as LinkId, id);
+        self.links.push(Some(Link {
+            ends: [(a, pa), (b, pb)],
+            params,
+            dirs: [Direction::default(), Direction::default()],
+        }));
+        self.live_links += 1;
+        self.nodes[a].set_port(pa, Some(id));
+        self.nodes[b].set_port(pb, Some(id));
         self.adj[a].insert(b, id);
         self.adj[b].insert(a, id);
         self.settle(a);
@@ -287,15 +318,16 @@ impl Engine {
 
     /// Frames in flight on a removed link are discarded when they "arrive".
     fn remove_link(&mut self, id: LinkId) {
-        let Some(link) = self.links.remove(&id) else {
+        let Some(link) = self.links.get_mut(id as usize).and_then(Option::take) else {
             return;
         };
+        self.live_links -= 1;
         let now = router_time(self.now);
         let [(a, pa), (b, pb)] = link.ends;
         self.adj[a].remove(&b);
         self.adj[b].remove(&a);
         for (n, p) in [(a, pa), (b, pb)] {
-            self.nodes[n].ports.remove(&p);
+            self.nodes[n].set_port(p, None);
             if let Some(r) = self.nodes[n].router.as_mut() {
                 r.peer_disconnected(now, p);
             }
@@ -314,6 +346,14 @@ impl Engine {
         ok
     }
 
+    fn link(&self, id: LinkId) -> Option<&Link> {
+        self.links.get(id as usize)?.as_ref()
+    }
+
+    fn link_mut(&mut self, id: LinkId) -> Option<&mut Link> {
+        self.links.get_mut(id as usize)?.as_mut()
+    }
+
     /// Processes every event up to and including `until`, then sets the
     /// clock to `until`.
     pub fn run_until(&mut self, until: SimTime) {
@@ -322,22 +362,41 @@ impl Engine {
                 break;
             }
             let (at, ev) = self.queue.pop().expect("peeked");
+            self.prefetch_next();
             self.now = at;
             self.counters.events += 1;
             match ev {
                 Ev::Timer(n) => self.fire_timer(n, at),
-                Ev::Arrive { link, dir, frames } => self.arrive(link, dir, frames),
+                Ev::Arrive {
+                    link, dir, frames, ..
+                } => self.arrive(link, dir, frames),
                 Ev::TxDone { link, dir } => {
-                    if let Some(l) = self.links.get_mut(&link) {
+                    if let Some(l) = self.link_mut(link) {
                         l.dirs[dir as usize].busy = false;
+                        let sender = l.ends[dir as usize].0;
                         self.transmit(link, dir);
-                        let sender = self.links[&link].ends[dir as usize].0;
                         self.settle(sender);
                     }
                 }
             }
         }
         self.now = self.now.max(until);
+    }
+
+    /// Starts loading the node the next queued event is for (see
+    /// [`crate::prefetch`]); if handling this event queues an earlier one,
+    /// the hint is merely wasted.
+    fn prefetch_next(&self) {
+        match self.queue.peek() {
+            Some(Ev::Timer(n)) => prefetch(&self.nodes[*n]),
+            Some(Ev::Arrive { link, to, .. }) => {
+                prefetch(&self.nodes[*to as NodeId]);
+                if let Some(l) = self.links.get(*link as usize) {
+                    prefetch(l);
+                }
+            }
+            _ => {}
+        }
     }
 
     fn fire_timer(&mut self, n: NodeId, at: SimTime) {
@@ -358,8 +417,8 @@ impl Engine {
         self.settle(n);
     }
 
-    fn arrive(&mut self, link: LinkId, dir: u8, frames: Vec<Vec<u8>>) {
-        let Some(l) = self.links.get(&link) else {
+    fn arrive(&mut self, link: LinkId, dir: u8, frames: Frames) {
+        let Some(l) = self.link(link) else {
             return; // the link went down while these were in flight
         };
         let (to, port) = l.ends[dir as usize ^ 1];
@@ -382,7 +441,7 @@ impl Engine {
             // A frame can make the router close this very link; later frames
             // of the batch then have nowhere to go.
             self.settle(to);
-            if !self.links.contains_key(&link) {
+            if self.link(link).is_none() {
                 return;
             }
         }
@@ -390,7 +449,7 @@ impl Engine {
 
     /// Pulls frames for one direction of a link from the sender's router.
     fn transmit(&mut self, link: LinkId, dir: u8) {
-        let Some(l) = self.links.get_mut(&link) else {
+        let Some(l) = self.links.get_mut(link as usize).and_then(Option::as_mut) else {
             return;
         };
         let d = dir as usize;
@@ -398,6 +457,7 @@ impl Engine {
             return;
         }
         let (from, port) = l.ends[d];
+        let to = l.ends[d ^ 1].0 as u32;
         let node = &mut self.nodes[from];
         let Some(router) = node.router.as_mut() else {
             return;
@@ -414,7 +474,7 @@ impl Engine {
         };
         if l.params.unlimited() {
             // No serialisation delay: everything queued leaves now, as one batch.
-            let mut frames = Vec::new();
+            let mut frames = Frames::new();
             let mut i = 0;
             while let Some(f) = router.poll_transmit(now, port) {
                 count(&f);
@@ -430,7 +490,15 @@ impl Engine {
             }
             let delay = l.params.delay(sample(self.seed, link, dir, self.now, 0));
             let at = l.dirs[d].schedule(self.now, delay);
-            self.queue.push(at, Ev::Arrive { link, dir, frames });
+            self.queue.push_near(
+                at,
+                Ev::Arrive {
+                    link,
+                    dir,
+                    to,
+                    frames,
+                },
+            );
         } else {
             let Some(f) = router.poll_transmit(now, port) else {
                 return;
@@ -438,18 +506,20 @@ impl Engine {
             count(&f);
             let ser = l.params.serialisation(f.len());
             l.dirs[d].busy = true;
-            self.queue.push(self.now + ser, Ev::TxDone { link, dir });
+            self.queue
+                .push_near(self.now + ser, Ev::TxDone { link, dir });
             if l.params.lost(sample(self.seed, link, dir, self.now, 1)) {
                 self.counters.frames_lost += 1;
             } else {
                 let delay = l.params.delay(sample(self.seed, link, dir, self.now, 0));
                 let at = l.dirs[d].schedule(self.now + ser, delay);
-                self.queue.push(
+                self.queue.push_near(
                     at,
                     Ev::Arrive {
                         link,
                         dir,
-                        frames: vec![f],
+                        to,
+                        frames: smallvec![f],
                     },
                 );
             }
@@ -469,12 +539,9 @@ impl Engine {
         while let Some(action) = self.nodes[n].router.as_mut().and_then(Router::poll_action) {
             match action {
                 Action::Wake { port } => {
-                    if let Some(&link) = self.nodes[n].ports.get(&port) {
-                        let dir = if self.links[&link].ends[0] == (n, port) {
-                            0
-                        } else {
-                            1
-                        };
+                    if let Some(link) = self.nodes[n].port(port) {
+                        let l = self.link(link).expect("ports only name live links");
+                        let dir = if l.ends[0] == (n, port) { 0 } else { 1 };
                         self.transmit(link, dir);
                     }
                 }
@@ -489,7 +556,7 @@ impl Engine {
                 }
                 Action::ClosePeer { port, .. } => {
                     self.counters.peers_closed_by_router += 1;
-                    if let Some(&link) = self.nodes[n].ports.get(&port) {
+                    if let Some(link) = self.nodes[n].port(port) {
                         self.remove_link(link);
                     } else if let Some(r) = self.nodes[n].router.as_mut() {
                         r.peer_disconnected(router_time(self.now), port);
@@ -525,7 +592,7 @@ impl Engine {
             return;
         }
         node.timer_at = Some(at);
-        self.queue.push(at, Ev::Timer(n));
+        self.queue.push_far(at, Ev::Timer(n));
     }
 
     /// Hop distances from `src` over live links (`u32::MAX`: unreachable).

@@ -25,6 +25,7 @@ pub mod link;
 pub mod metrics;
 pub mod ping;
 pub mod plot;
+mod prefetch;
 pub mod queue;
 pub mod results;
 pub mod runner;

@@ -18,17 +18,18 @@ mod broadcast;
 mod forward;
 mod peers;
 mod queue;
+mod route_table;
 mod snek;
 mod snek_index;
 mod time;
 mod tree;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
 pub use peers::{PeerStats, PeerType, PeerView, PORT_COUNT};
 pub use snek::{snek_next_hop, RouteView, SnekQuery};
-pub use snek_index::{snek_next_hop_indexed, SnekIndex};
+pub use snek_index::{snek_next_hop_indexed, snek_next_hop_windowed, RouteWindow, SnekIndex};
 pub use time::Time;
 pub use tree::{
     announcement_action, is_better_parent_candidate, tree_next_hop, AnnouncementAction,
@@ -238,7 +239,7 @@ pub struct Router {
     last_bootstrap: Option<Time>,
     last_bootstrap_seq: u64,
     descending: Option<Descending>,
-    routes: BTreeMap<PublicKey, Route>,
+    routes: route_table::RouteTable,
     coords_cache: HashMap<PublicKey, (Coordinates, Time)>,
     next_coords_clean: Time,
     seen_broadcasts: HashMap<PublicKey, (u64, Time)>,
@@ -247,6 +248,8 @@ pub struct Router {
     /// SNEK candidates sorted by key; `None` after any change to peers,
     /// announcements or the parent, rebuilt on the next SNEK decision.
     snek_index: Option<SnekIndex>,
+    /// `current_root()` when `snek_index` was built; valid while it is `Some`.
+    snek_root: Root,
     /// SHA-256 of announcement prefixes whose signatures we already checked.
     verified_prefixes: std::collections::HashSet<[u8; 32]>,
     rng: u64,
@@ -272,13 +275,14 @@ impl Router {
             last_bootstrap: None,
             last_bootstrap_seq: 0,
             descending: None,
-            routes: BTreeMap::new(),
+            routes: route_table::RouteTable::default(),
             coords_cache: HashMap::new(),
             next_coords_clean: now + COORDS_CACHE_CLEAN_INTERVAL,
             seen_broadcasts: HashMap::new(),
             actions: VecDeque::new(),
             verified_prefixes: std::collections::HashSet::new(),
             snek_index: None,
+            snek_root: Root { key, seq: 0 },
             stats: RouterStats::default(),
         };
         r.start(now);
@@ -594,8 +598,8 @@ impl Router {
     }
 
     /// SNEK routes currently valid, by bootstrapper key.
-    pub fn routes(&self) -> impl Iterator<Item = (&PublicKey, &Route)> {
-        self.routes.iter()
+    pub fn routes(&self) -> impl Iterator<Item = (&PublicKey, Route)> {
+        self.routes.iter().map(|(k, r)| (k, r.to_route(*k)))
     }
 
     /// Our keyspace predecessor, if a valid one has bootstrapped to us.

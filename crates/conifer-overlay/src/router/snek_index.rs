@@ -14,7 +14,7 @@
 //! the reference's scan order (the parent, then ports in ascending order).
 
 use std::collections::BTreeMap;
-use std::ops::Bound::Excluded;
+use std::ops::Bound::{self, Excluded, Included};
 
 use smallvec::SmallVec;
 
@@ -44,6 +44,10 @@ pub struct SnekIndex {
     direct: BTreeMap<PublicKey, SmallVec<[Port; 2]>>,
     /// Per-port facts for link refinement, indexed by port.
     links: Vec<Option<LinkInfo>>,
+    /// Bit `p` set: port `p` is one of the peers the index was built from.
+    /// Inline (the index lives in the router), so checking that a route's
+    /// source is still up touches no per-peer memory.
+    ports: [u64; 4],
 }
 
 impl SnekIndex {
@@ -73,6 +77,7 @@ impl SnekIndex {
         let max_port = peers.iter().map(|v| v.port as usize).max().unwrap_or(0);
         idx.links = vec![None; max_port + 1];
         for v in peers {
+            idx.ports[v.port as usize / 64] |= 1 << (v.port % 64);
             idx.links[v.port as usize] = Some(LinkInfo {
                 peer_type: v.peer_type,
                 receive_order: v.receive_order,
@@ -83,6 +88,12 @@ impl SnekIndex {
             }
         }
         idx
+    }
+
+    /// Whether `port` was among the peers the index was built from (for the
+    /// router: a started peer, since any change to that drops the index).
+    pub fn has_port(&self, port: Port) -> bool {
+        self.ports[port as usize / 64] & (1 << (port % 64)) != 0
     }
 
     fn link(&self, port: Port) -> Option<&LinkInfo> {
@@ -97,6 +108,28 @@ pub fn snek_next_hop_indexed(
     bootstrap: bool,
     watermark: Watermark,
     routes: impl IntoIterator<Item = RouteView>,
+) -> (Option<NextHop>, Watermark) {
+    snek_next_hop_windowed(idx, destination, bootstrap, watermark, |_| routes)
+}
+
+/// The only route keys that can change a SNEK decision, given the best
+/// candidate before the routes are consulted (see [`snek_next_hop_windowed`]).
+pub type RouteWindow = (Bound<PublicKey>, Bound<PublicKey>);
+
+/// [`snek_next_hop_indexed`], asking for the routes only once the best
+/// candidate from the tree is known: the scan of step 5 skips keys below the
+/// destination and stops at the first key above it that is not below the best
+/// so far (which only falls), so routes outside `[destination, best)` (just
+/// the destination itself when `best <= destination`) are never looked at.
+/// `routes` gets that window and may return only the routes inside it; for
+/// a `BTreeMap` that saves locating the far end of an open range, one more
+/// descent through a table that at scale is usually out of cache.
+pub fn snek_next_hop_windowed<I: IntoIterator<Item = RouteView>>(
+    idx: &SnekIndex,
+    destination: PublicKey,
+    bootstrap: bool,
+    watermark: Watermark,
+    routes: impl FnOnce(RouteWindow) -> I,
 ) -> (Option<NextHop>, Watermark) {
     let dest = destination;
     if !bootstrap && dest == idx.our_key {
@@ -136,7 +169,12 @@ pub fn snek_next_hop_indexed(
         best_port = Some(port);
     }
     // Step 5, soft routes.
-    for r in routes {
+    let window = if best_key > dest {
+        (Included(dest), Excluded(best_key))
+    } else {
+        (Included(dest), Included(dest))
+    };
+    for r in routes(window) {
         if r.key < dest {
             continue;
         }

@@ -418,6 +418,7 @@ fn verified_prefix_cache_still_checks_new_hops() {
 mod indexed_snek_matches_reference {
     use super::*;
     use proptest::prelude::*;
+    use std::ops::RangeBounds;
 
     #[derive(Debug, Clone)]
     struct PeerSpec {
@@ -499,6 +500,11 @@ mod indexed_snek_matches_reference {
             let idx = SnekIndex::build(key(our), key(root), parent, &views);
             let fast = snek_next_hop_indexed(&idx, key(dest), bootstrap, watermark, route_views.iter().copied());
             prop_assert_eq!(fast, reference);
+            // Only the routes inside the window, as the router fetches them.
+            let windowed = snek_next_hop_windowed(&idx, key(dest), bootstrap, watermark, |w| {
+                route_views.iter().copied().filter(move |r| w.contains(&r.key))
+            });
+            prop_assert_eq!(windowed, reference);
         }
     }
 }

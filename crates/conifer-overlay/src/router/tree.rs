@@ -187,6 +187,8 @@ impl Router {
         self.next_tree_maintenance = now + ANNOUNCEMENT_INTERVAL;
         if self.parent.is_none() {
             self.sequence += 1;
+            // Our root changed: the index caches it (see `ensure_snek_index`).
+            self.snek_index = None;
             self.send_announcements_to_all();
         }
     }
