@@ -3,6 +3,7 @@
 mod cli;
 mod key_file;
 mod overlay_cmd;
+mod overlay_transport;
 mod run_cmd;
 mod sim_cmd;
 mod wire_cmd;

@@ -7,7 +7,11 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::Args;
-use conifer_homeserver::{client, Config, Homeserver};
+use conifer_homeserver::{client, federation, Config, Homeserver};
+use conifer_net::session::{serve_router, Sessions};
+use std::sync::Arc;
+
+use crate::overlay_transport::{OverlayTransport, MATRIX_ALPN};
 use conifer_net::Node;
 use conifer_overlay::router::{Event, RouterConfig};
 
@@ -83,11 +87,11 @@ impl RunArgs {
         println!("client API   http://{}", listener.local_addr()?);
 
         let node = if p2p {
-            Some(self.start_overlay(identity).await?)
+            Some(self.start_overlay(identity, &hs).await?)
         } else {
             None
         };
-        let app = client::router(hs);
+        let app = client::router(hs.clone());
         let server = axum::serve(listener, app.into_make_service());
         let mut events = node.as_ref().map(|n| n.subscribe());
         let server = tokio::spawn(async move { server.await });
@@ -95,8 +99,13 @@ impl RunArgs {
             tokio::select! {
                 r = async { match events.as_mut() { Some(e) => e.recv().await.ok(), None => std::future::pending().await } } => {
                     match r {
-                        Some(Event::PeerAdded { key, .. }) => println!("peer joined  {key}"),
+                        Some(Event::PeerAdded { key, .. }) => {
+                            println!("peer joined  {key}");
+                            // Whatever waited for this node can go now.
+                            hs.wake_destination(&key.to_hex());
+                        }
                         Some(Event::PeerRemoved { key, .. }) => println!("peer left    {key}"),
+                        Some(Event::BroadcastReceived { source }) => hs.wake_destination(&source.to_hex()),
                         _ => {}
                     }
                 }
@@ -112,8 +121,20 @@ impl RunArgs {
         Ok(())
     }
 
-    async fn start_overlay(&self, identity: conifer_overlay::Identity) -> anyhow::Result<Node> {
-        let (node, _deliveries) = Node::start(identity, RouterConfig::default());
+    /// Starts the overlay node and federation over it: the homeserver's
+    /// federation routes are served on QUIC sessions (ALPN `matrix`) and its
+    /// outbound requests are dialled the same way.
+    async fn start_overlay(
+        &self,
+        identity: conifer_overlay::Identity,
+        hs: &Arc<Homeserver>,
+    ) -> anyhow::Result<Node> {
+        let (node, deliveries) = Node::start(identity.clone(), RouterConfig::default());
+        let (sessions, _other) = Sessions::start(&node, &identity, deliveries, &[MATRIX_ALPN])
+            .map_err(|e| anyhow::anyhow!("cannot start QUIC sessions: {e}"))?;
+        serve_router(&sessions, MATRIX_ALPN, federation::router(hs.clone()));
+        let _ = hs.transport.set(Arc::new(OverlayTransport { sessions }));
+        hs.start_federation_sender();
         if let Some(addr) = self.listen {
             let bound = node
                 .listen_tcp(addr)

@@ -1,59 +1,8 @@
 //! `conifer run` as users run it: the binary, a data directory, the client
 //! API on loopback. Messages a client saw acknowledged survive `kill -9`.
 
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
-/// Waits until `conifer run` accepts client connections.
-fn wait_for_port(port: u16) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "conifer run did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn start(dir: &std::path::Path, port: u16) -> Child {
-    let child = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args([
-            "run",
-            "--server-name",
-            "durable.test",
-            "--client-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .env("CONIFER_RATE_LIMITS", "false")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
-    child
-}
-
-/// A minimal HTTP/1.1 JSON client over std, so the test needs no runtime.
-fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> serde_json::Value {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
-    let auth = token
-        .map(|t| format!("Authorization: Bearer {t}\r\n"))
-        .unwrap_or_default();
-    write!(s, "{method} {path} HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(serde_json::Value::Null)
-}
+mod common;
+use common::*;
 
 #[test]
 fn acknowledged_messages_survive_kill_9() {
@@ -126,41 +75,11 @@ fn acknowledged_messages_survive_kill_9() {
     node.wait().unwrap();
 }
 
-/// Starts a P2P node (no `--server-name`) and returns its printed server name.
-fn start_p2p(dir: &std::path::Path, port: u16) -> (Child, String) {
-    use std::io::{BufRead, BufReader};
-    let mut child = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args([
-            "run",
-            "--no-multicast",
-            "--listen",
-            "127.0.0.1:0",
-            "--client-addr",
-            &format!("127.0.0.1:{port}"),
-        ])
-        .arg("--data-dir")
-        .arg(dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let name = first
-        .strip_prefix("server name")
-        .expect("first line names the server")
-        .trim()
-        .to_owned();
-    std::thread::spawn(move || for _ in lines {});
-    wait_for_port(port);
-    (child, name)
-}
-
 #[test]
 fn a_p2p_node_is_named_by_its_key_across_restarts() {
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
-    let (mut node, name) = start_p2p(dir.path(), port);
+    let (node, name) = start_p2p(dir.path(), port);
     assert_eq!(name.len(), 64, "{name}");
     assert!(
         name.bytes()
@@ -175,13 +94,10 @@ fn a_p2p_node_is_named_by_its_key_across_restarts() {
         r#"{"username":"me","password":"pw","auth":{"type":"m.login.dummy"}}"#,
     );
     assert_eq!(reg["user_id"], format!("@me:{name}"));
-    node.kill().unwrap();
-    node.wait().unwrap();
-    let (mut again, name_again) = start_p2p(dir.path(), port);
+    drop(node); // kills the process
+    let (_again, name_again) = start_p2p(dir.path(), port);
     assert_eq!(
         name, name_again,
         "the node key persists in the data directory"
     );
-    again.kill().unwrap();
-    again.wait().unwrap();
 }

@@ -1,0 +1,125 @@
+//! Two P2P nodes (`conifer run`, no server name) peered over TCP on
+//! loopback: a user on one joins a room on the other, over QUIC sessions
+//! through the overlay, and messages flow both ways.
+
+mod common;
+use common::*;
+use std::time::{Duration, Instant};
+
+fn register(port: u16, name: &str) -> String {
+    let r = call(
+        port,
+        "POST",
+        "/_matrix/client/v3/register",
+        None,
+        &format!(r#"{{"username":"{name}","password":"pw","auth":{{"type":"m.login.dummy"}}}}"#),
+    );
+    r["access_token"].as_str().expect("registered").to_owned()
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// Message bodies `token`'s user sees in the room, oldest first.
+fn bodies(port: u16, token: &str, room: &str) -> Vec<String> {
+    let page = call(
+        port,
+        "GET",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/messages?dir=f&limit=100",
+            enc(room)
+        ),
+        Some(token),
+        "",
+    );
+    page["chunk"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["content"]["body"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn eventually(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting: {what}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+#[test]
+fn users_on_two_p2p_nodes_chat_through_the_overlay() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_p2p_with(dir_a.path(), free_port(), &[]);
+    let peer = format!("127.0.0.1:{}", a.overlay_port);
+    let b = start_p2p_with(dir_b.path(), free_port(), &["--peer", &peer]);
+    let alice = register(a.client_port, "alice");
+    let bob = register(b.client_port, "bob");
+
+    let room = call(
+        a.client_port,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&alice),
+        r#"{"preset":"public_chat","name":"Pines"}"#,
+    );
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    assert!(room.ends_with(&a.name), "the room lives on node A: {room}");
+
+    // Bob's node joins through node A, found by key over the overlay.
+    eventually("bob joins alice's room over the overlay", || {
+        let r = call(
+            b.client_port,
+            "POST",
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            "{}",
+        );
+        r["room_id"].as_str() == Some(room.as_str())
+    });
+    let name = call(
+        b.client_port,
+        "GET",
+        &format!("/_matrix/client/v3/rooms/{}/state/m.room.name", enc(&room)),
+        Some(&bob),
+        "",
+    );
+    assert_eq!(name["name"], "Pines");
+
+    call(
+        a.client_port,
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+            enc(&room)
+        ),
+        Some(&alice),
+        r#"{"msgtype":"m.text","body":"hello bob"}"#,
+    );
+    eventually("alice's message reaches bob", || {
+        bodies(b.client_port, &bob, &room).contains(&"hello bob".to_owned())
+    });
+    call(
+        b.client_port,
+        "PUT",
+        &format!(
+            "/_matrix/client/v3/rooms/{}/send/m.room.message/t2",
+            enc(&room)
+        ),
+        Some(&bob),
+        r#"{"msgtype":"m.text","body":"hello alice"}"#,
+    );
+    eventually("bob's reply reaches alice", || {
+        bodies(a.client_port, &alice, &room).contains(&"hello alice".to_owned())
+    });
+}
