@@ -123,3 +123,58 @@ fn users_on_two_p2p_nodes_chat_through_the_overlay() {
         bodies(a.client_port, &alice, &room).contains(&"hello alice".to_owned())
     });
 }
+
+#[test]
+fn messages_queued_while_a_node_is_down_arrive_when_it_returns() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_p2p_with(dir_a.path(), free_port(), &[]);
+    let peer = format!("127.0.0.1:{}", a.overlay_port);
+    let b_port = free_port();
+    let b = start_p2p_with(dir_b.path(), b_port, &["--peer", &peer]);
+    let alice = register(a.client_port, "alice");
+    let bob = register(b.client_port, "bob");
+    let room = call(
+        a.client_port,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&alice),
+        r#"{"preset":"public_chat"}"#,
+    );
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    eventually("bob joins", || {
+        call(
+            b.client_port,
+            "POST",
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            "{}",
+        )["room_id"]
+            .as_str()
+            == Some(room.as_str())
+    });
+
+    // Bob's node dies without warning; alice keeps talking.
+    drop(b);
+    for i in 0..3 {
+        let r = call(
+            a.client_port,
+            "PUT",
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/away{i}",
+                enc(&room)
+            ),
+            Some(&alice),
+            &format!(r#"{{"msgtype":"m.text","body":"while you were away {i}"}}"#),
+        );
+        assert!(
+            r["event_id"].is_string(),
+            "alice's node acknowledges while bob's is down: {r}"
+        );
+    }
+    // Bob's node comes back with the same key and data; A's queue flushes.
+    let _b = start_p2p_with(dir_b.path(), b_port, &["--peer", &peer]);
+    eventually("the queued messages reach bob", || {
+        let seen = bodies(b_port, &bob, &room);
+        (0..3).all(|i| seen.contains(&format!("while you were away {i}")))
+    });
+}
