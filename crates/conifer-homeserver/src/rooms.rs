@@ -381,13 +381,35 @@ impl Homeserver {
             *guard = Some(self.load_room_cache(room_id).map_err(|e| e.message)?);
         }
         let cache = guard.as_mut().expect("just filled");
-        let mut prevs: Vec<&OwnedEventId> = pdu.prev_events.iter().collect();
-        let mut tips: Vec<&OwnedEventId> = cache.extremities.iter().map(|(id, _)| id).collect();
-        prevs.sort();
-        tips.sort();
-        if prevs != tips {
-            return Err("the event does not extend this server's current room state (forks and missing events are not handled yet)".into());
+        // The event may fork the room (say, two servers sent messages at
+        // once) as long as every parent is known and the state after each
+        // parent is the room's current state; forks in the state itself need
+        // state resolution and missing parents need fetching (not yet).
+        let current: HashMap<(String, String), String> = cache
+            .state
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect();
+        for prev in &pdu.prev_events {
+            let stored = self.store.event(prev.as_str()).map_err(|e| e.to_string())?.ok_or_else(|| format!("missing prev event {prev} (fetching missing events is not implemented yet)"))?;
+            let state_after = self
+                .store
+                .state_at_group(stored.state_group)
+                .map_err(|e| e.to_string())?;
+            if state_after != current {
+                return Err(format!(
+                    "prev event {prev} has another room state (state forks are not resolved yet)"
+                ));
+            }
         }
+        let prevs: std::collections::HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
+        let mut tips: Vec<(OwnedEventId, i64)> = cache
+            .extremities
+            .iter()
+            .filter(|(id, _)| !prevs.contains(id))
+            .cloned()
+            .collect();
+        tips.push((pdu.event_id.clone(), pdu.depth));
         let before = (cache.state.clone(), cache.extremities.clone());
         let (new_event, stored) = self
             .prepare(room_id, cache, pdu, None, false)
@@ -398,6 +420,8 @@ impl Homeserver {
             self.forget_event(stored.event_id.as_str());
             return Err(e.to_string());
         }
+        // Other forks stay forward extremities until an event merges them.
+        cache.extremities = tips;
         if stored.kind.to_string() == "m.room.redaction" {
             self.apply_redaction(&cache.version, room_id, &stored)
                 .map_err(|e| e.message)?;

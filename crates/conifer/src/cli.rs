@@ -1,6 +1,5 @@
 //! Command-line surface. Each subcommand's `run` lives in its own module.
 
-use anyhow::bail;
 use clap::{Parser, Subcommand};
 
 use crate::wire_cmd::WireCommand;
@@ -43,14 +42,7 @@ impl Command {
             Command::Run(args) => args.run(),
             Command::Overlay(args) => args.run(),
             Command::Sim(args) => args.run(),
-            Command::Demo => not_yet("demo", "the three-node demo"),
+            Command::Demo => crate::demo_cmd::run(),
         }
     }
-}
-
-fn not_yet(name: &str, what: &str) -> anyhow::Result<()> {
-    bail!(
-        "`conifer {name}` is not available in this build: {what} is still being written. \
-         `conifer wire decode <HEX>` works today; see README.md for the roadmap."
-    )
 }

@@ -1,6 +1,7 @@
 //! The `conifer` command: one binary for every way of running Conifer.
 
 mod cli;
+mod demo_cmd;
 mod key_file;
 mod overlay_cmd;
 mod overlay_transport;

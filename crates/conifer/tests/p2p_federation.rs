@@ -178,3 +178,31 @@ fn messages_queued_while_a_node_is_down_arrive_when_it_returns() {
         (0..3).all(|i| seen.contains(&format!("while you were away {i}")))
     });
 }
+
+#[test]
+fn the_demo_runs_and_a_and_c_talk_without_b() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_conifer"))
+        .arg("demo")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = text
+        .split("Without B")
+        .nth(1)
+        .expect("the demo reaches the part without B");
+    assert_eq!(
+        after.matches("Loud and clear, through D.").count(),
+        2,
+        "both A and C show C's reply: {text}"
+    );
+    assert_eq!(
+        after.matches("B is gone; do you still hear me, C?").count(),
+        2,
+        "{text}"
+    );
+}

@@ -34,6 +34,26 @@ impl Homeserver {
         }
     }
 
+    /// Sends a PDU that arrived by `send_join` or `send_leave` on to the other
+    /// servers in the room: its origin reached only this server.
+    pub(crate) fn fan_out(&self, room_id: &str, pdu: &conifer_rooms::Pdu, origin: &str) {
+        let servers: Vec<String> = self
+            .remote_servers_in(room_id)
+            .into_iter()
+            .filter(|s| s != origin)
+            .collect();
+        if servers.is_empty() {
+            return;
+        }
+        let json = crate::federation::join::federation_json(pdu);
+        match self.store.outbox_push(&servers, true, &json) {
+            Ok(()) => servers
+                .into_iter()
+                .for_each(|s| self.sender.signal(Signal::Queued(s))),
+            Err(e) => tracing::warn!(room = room_id, error = %e, "cannot queue a PDU"),
+        }
+    }
+
     pub(crate) fn federate_typing(&self, room_id: &str, user_id: &str, typing: bool) {
         self.queue_edu(room_id, json!({ "edu_type": "m.typing", "content": { "room_id": room_id, "user_id": user_id, "typing": typing } }));
     }

@@ -87,9 +87,10 @@ pub async fn send_join(
     let state_before = hs.store.current_state(&room)?;
     // `None`: already joined with this very event.
     if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
-        hs.accept_remote(&room_id, pdu)
+        hs.accept_remote(&room_id, pdu.clone())
             .await
             .map_err(MatrixError::forbidden)?;
+        hs.fan_out(&room_id, &pdu, &auth.origin);
     }
     let state: Vec<Arc<Pdu>> = state_before
         .values()
@@ -197,9 +198,10 @@ pub async fn send_leave(
         ));
     }
     if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
-        hs.accept_remote(&room_id, pdu)
+        hs.accept_remote(&room_id, pdu.clone())
             .await
             .map_err(MatrixError::forbidden)?;
+        hs.fan_out(&room_id, &pdu, &auth.origin);
     }
     Ok(Json(json!({})))
 }

@@ -6,7 +6,7 @@
 mod auth;
 mod edus;
 mod history;
-mod join;
+pub(crate) mod join;
 mod join_out;
 mod keys;
 mod query;
