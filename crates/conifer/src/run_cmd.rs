@@ -84,15 +84,25 @@ impl RunArgs {
             .with_context(|| format!("cannot listen for clients on {listen}"))?;
         println!("server name  {name}");
         println!("user IDs     @<name>:{name}");
-        println!("client API   http://{}", listener.local_addr()?);
+        let listen_addr = listener.local_addr()?;
+        println!("client API   http://{listen_addr}");
 
         let node = if p2p {
             Some(self.start_overlay(identity, &hs).await?)
         } else {
             None
         };
-        let app = client::router(hs.clone());
-        let server = axum::serve(listener, app.into_make_service());
+        // The client port also takes WebSocket peerings at /ws (and serves
+        // the overlay's JSON status at /manhole), as Dendrite's P2P demo does.
+        let mut app = client::router(hs.clone());
+        if let Some(n) = &node {
+            app = app.merge(n.http_routes("/ws"));
+            println!("overlay      ws://{}/ws", listen_addr);
+        }
+        let server = axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        );
         let mut events = node.as_ref().map(|n| n.subscribe());
         let server = tokio::spawn(async move { server.await });
         loop {

@@ -206,3 +206,38 @@ fn the_demo_runs_and_a_and_c_talk_without_b() {
         "{text}"
     );
 }
+
+#[test]
+fn nodes_peer_over_websocket_on_the_client_port() {
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = start_p2p_with(dir_a.path(), free_port(), &[]);
+    let ws = format!("ws://127.0.0.1:{}/ws", a.client_port);
+    let b = start_p2p_with(dir_b.path(), free_port(), &["--peer", &ws]);
+    let alice = register(a.client_port, "alice");
+    let bob = register(b.client_port, "bob");
+    let room = call(
+        a.client_port,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(&alice),
+        r#"{"preset":"public_chat"}"#,
+    );
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    eventually("bob joins over a WebSocket peering", || {
+        call(
+            b.client_port,
+            "POST",
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            "{}",
+        )["room_id"]
+            .as_str()
+            == Some(room.as_str())
+    });
+    // The overlay's status is on the client port too.
+    let status = call(a.client_port, "GET", "/manhole", None, "");
+    assert!(
+        status.to_string().contains(&b.name),
+        "A lists B as a peer: {status}"
+    );
+}
