@@ -78,7 +78,10 @@ impl Homeserver {
             enc(user),
             &versions[1..]
         );
-        let (status, made) = self.federation_call(server, "GET", &uri, None).await?;
+        let (status, made) = self
+            .federation_call(server, "GET", &uri, None)
+            .await
+            .map_err(|e| format!("make_join: {e}"))?;
         if status != 200 {
             return Err(format!("make_join answered {status}: {made}"));
         }
@@ -86,7 +89,11 @@ impl Homeserver {
             .as_str()
             .ok_or("make_join named no room version")?
             .to_owned();
-        let template = made["event"].clone();
+        let mut template = made["event"].clone();
+        // Dendrite leaves the timestamp to the joining server.
+        if template.get("origin_server_ts").is_none() {
+            template["origin_server_ts"] = serde_json::json!(crate::now_ms());
+        }
         let ours = template["type"] == "m.room.member"
             && template["sender"].as_str() == Some(user)
             && template["state_key"].as_str() == Some(user)
@@ -103,7 +110,8 @@ impl Homeserver {
         );
         let (status, sent) = self
             .federation_call(server, "PUT", &uri, Some(&federation_json(&join)))
-            .await?;
+            .await
+            .map_err(|e| format!("send_join: {e}"))?;
         if status != 200 {
             return Err(format!("send_join answered {status}: {sent}"));
         }
