@@ -10,6 +10,9 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+/// `{"room":{"timeline":{"limit":1000}}}`, percent-encoded.
+const TIMELINE_1000: &str = "%7B%22room%22%3A%7B%22timeline%22%3A%7B%22limit%22%3A1000%7D%7D%7D";
+
 struct Proc {
     child: Child,
     overlay: String,
@@ -227,7 +230,11 @@ fn measure(hops: usize) -> serde_json::Value {
                 let r = call(
                     port,
                     "GET",
-                    &format!("/_matrix/client/v3/sync?timeout=2000&since={since}"),
+                    // A large timeline limit: a transaction can bring 50 events
+                    // at once, and the default limit of 10 would hide most.
+                    &format!(
+                        "/_matrix/client/v3/sync?timeout=2000&filter={TIMELINE_1000}&since={since}"
+                    ),
                     Some(&bob),
                     "",
                 );
