@@ -28,6 +28,8 @@ use socket::OverlaySocket;
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The largest QUIC packet we send (quic-go's receive side takes up to 1452).
 pub const MAX_PACKET: u16 = 1200;
+/// The largest packet we accept from a peer.
+pub const MAX_ACCEPTED: u16 = 1452;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -96,8 +98,11 @@ impl Sessions {
         server_config.transport_config(transport_config());
 
         let mut endpoint_config = quinn::EndpointConfig::default();
+        // We send at most MAX_PACKET, but accept up to MAX_ACCEPTED: quic-go
+        // (Go Pinecone, Dendrite) sends packets of up to 1 452 bytes, and
+        // truncating them breaks every response longer than one packet.
         endpoint_config
-            .max_udp_payload_size(MAX_PACKET)
+            .max_udp_payload_size(MAX_ACCEPTED)
             .expect("valid size");
         let endpoint = Endpoint::new_with_abstract_socket(
             endpoint_config,
