@@ -277,7 +277,11 @@ impl Homeserver {
             value["unsigned"] = Value::Object(unsigned);
         }
         let stored_json = value.to_string();
-        let notify = self.notifications_for(room_id, &pdu, &stored_json).await?;
+        // One read of the joined members serves notifications and the outbox.
+        let members = self.store.room_members(room_id, Some("join"))?;
+        let notify = self
+            .notifications_for(room_id, &members, &pdu, &stored_json)
+            .await?;
         let membership = (kind == "m.room.member").then(|| {
             pdu.content_value()
                 .get("membership")
@@ -287,17 +291,12 @@ impl Homeserver {
         });
         // Every other server with members in the room gets the PDU as signed
         // (without our local `unsigned` additions).
-        let mut destinations: Vec<String> = self
-            .store
-            .room_members(room_id, Some("join"))?
-            .into_iter()
-            .filter_map(|(u, _)| u.split_once(':').map(|(_, s)| s.to_owned()))
-            .filter(|s| s != self.server_name.as_str())
-            .collect();
-        destinations.sort();
-        destinations.dedup();
-        let outbox =
-            (forward && !destinations.is_empty()).then(|| (destinations, pdu.json.clone()));
+        let destinations = if forward {
+            self.remote_servers_of(&members)
+        } else {
+            Vec::new()
+        };
+        let outbox = (!destinations.is_empty()).then(|| (destinations, pdu.json.clone()));
         let new_event = NewEvent {
             room_id: room_id.to_owned(),
             event_id: pdu.event_id.to_string(),
@@ -434,19 +433,19 @@ impl Homeserver {
     async fn notifications_for(
         &self,
         room_id: &str,
+        members: &[(String, String)],
         pdu: &Pdu,
         json: &str,
     ) -> ApiResult<Vec<(String, bool)>> {
-        let members = self.store.room_members(room_id, Some("join"))?;
         let count = members.len() as u64;
         let mut out = Vec::new();
         for (user, _) in members {
-            if user == pdu.sender.as_str() || !self.is_local(&user) {
+            if user == pdu.sender.as_str() || !self.is_local(user) {
                 continue;
             }
             let name = self
                 .store
-                .user(&user)?
+                .user(user)?
                 .and_then(|u| u.displayname)
                 .unwrap_or_else(|| {
                     user.trim_start_matches('@')
@@ -455,10 +454,9 @@ impl Homeserver {
                         .unwrap_or("")
                         .to_owned()
                 });
-            let (notify, highlight) =
-                push::evaluate(self, room_id, json, count, &user, &name).await;
+            let (notify, highlight) = push::evaluate(self, room_id, json, count, user, &name).await;
             if notify {
-                out.push((user, highlight));
+                out.push((user.clone(), highlight));
             }
         }
         Ok(out)

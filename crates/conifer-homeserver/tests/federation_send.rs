@@ -87,22 +87,7 @@ async fn a_remote_join_then_messages_both_ways_and_bad_pdus_refused() {
     one.hs.start_federation_sender();
     let ann = "@ann:one.test";
     one.hs.store.create_user(ann, None, false, 0).unwrap();
-    let options = conifer_rooms::CreateRoomOptions {
-        version: "11".into(),
-        creator: ann.into(),
-        creator_displayname: None,
-        creator_avatar_url: None,
-        preset: conifer_rooms::Preset::PublicChat,
-        name: None,
-        topic: None,
-        canonical_alias: None,
-        creation_content: None,
-        power_level_content_override: None,
-        initial_state: vec![],
-        invite: vec![],
-        is_direct: false,
-    };
-    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let room = public_room(&one.hs, ann, None).await;
     let bob = "@bob:two.test";
 
     // Bob joins through a PDU signed by two.test.
@@ -261,22 +246,7 @@ async fn make_join_and_send_join_let_a_remote_user_in_and_return_the_state() {
     let two = server("two.test", "k2", 2, &net);
     let ann = "@ann:one.test";
     one.hs.store.create_user(ann, None, false, 0).unwrap();
-    let options = conifer_rooms::CreateRoomOptions {
-        version: "11".into(),
-        creator: ann.into(),
-        creator_displayname: None,
-        creator_avatar_url: None,
-        preset: conifer_rooms::Preset::PublicChat,
-        name: Some("Pines".into()),
-        topic: None,
-        canonical_alias: None,
-        creation_content: None,
-        power_level_content_override: None,
-        initial_state: vec![],
-        invite: vec![],
-        is_direct: false,
-    };
-    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let room = public_room(&one.hs, ann, Some("Pines")).await;
     let carol = "@carol:two.test";
     let make = format!(
         "/_matrix/federation/v1/make_join/{}/{}",
@@ -386,22 +356,7 @@ async fn a_local_user_joins_a_remote_room_and_messages_flow_both_ways() {
     let bob = "@bob:two.test";
     one.hs.store.create_user(ann, None, false, 0).unwrap();
     two.hs.store.create_user(bob, None, false, 0).unwrap();
-    let options = conifer_rooms::CreateRoomOptions {
-        version: "11".into(),
-        creator: ann.into(),
-        creator_displayname: None,
-        creator_avatar_url: None,
-        preset: conifer_rooms::Preset::PublicChat,
-        name: Some("Pines".into()),
-        topic: None,
-        canonical_alias: None,
-        creation_content: None,
-        power_level_content_override: None,
-        initial_state: vec![],
-        invite: vec![],
-        is_direct: false,
-    };
-    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let room = public_room(&one.hs, ann, Some("Pines")).await;
 
     // A server that knows nothing of the room joins it through one.test.
     assert!(two
@@ -485,22 +440,7 @@ async fn servers_in_the_room_read_its_graph_and_others_may_not() {
     let three = server("three.test", "k3", 3, &net);
     let ann = "@ann:one.test";
     one.hs.store.create_user(ann, None, false, 0).unwrap();
-    let options = conifer_rooms::CreateRoomOptions {
-        version: "11".into(),
-        creator: ann.into(),
-        creator_displayname: None,
-        creator_avatar_url: None,
-        preset: conifer_rooms::Preset::PublicChat,
-        name: None,
-        topic: None,
-        canonical_alias: None,
-        creation_content: None,
-        power_level_content_override: None,
-        initial_state: vec![],
-        invite: vec![],
-        is_direct: false,
-    };
-    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let room = public_room(&one.hs, ann, None).await;
     two.hs
         .join_remote(&room, "@bob:two.test", &["one.test".into()])
         .await
@@ -635,22 +575,7 @@ async fn receipts_cross_over_and_remote_users_can_leave() {
         .store
         .create_device(ann, "D", None, "ann-token", 0)
         .unwrap();
-    let options = conifer_rooms::CreateRoomOptions {
-        version: "11".into(),
-        creator: ann.into(),
-        creator_displayname: None,
-        creator_avatar_url: None,
-        preset: conifer_rooms::Preset::PublicChat,
-        name: None,
-        topic: None,
-        canonical_alias: None,
-        creation_content: None,
-        power_level_content_override: None,
-        initial_state: vec![],
-        invite: vec![],
-        is_direct: false,
-    };
-    let room = one.hs.create_room(options, false, None).await.unwrap();
+    let room = public_room(&one.hs, ann, None).await;
     two.hs
         .join_remote(&room, bob, &["one.test".into()])
         .await

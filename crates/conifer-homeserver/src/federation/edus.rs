@@ -8,11 +8,17 @@ use serde_json::{json, Value};
 impl Homeserver {
     /// Servers other than this one with joined members in the room.
     pub(crate) fn remote_servers_in(&self, room_id: &str) -> Vec<String> {
-        let mut servers: Vec<String> = self
+        let members = self
             .store
             .room_members(room_id, Some("join"))
-            .unwrap_or_default()
-            .into_iter()
+            .unwrap_or_default();
+        self.remote_servers_of(&members)
+    }
+
+    /// Servers other than this one among `(user, membership)` pairs, sorted, once each.
+    pub(crate) fn remote_servers_of(&self, members: &[(String, String)]) -> Vec<String> {
+        let mut servers: Vec<String> = members
+            .iter()
             .filter_map(|(u, _)| u.split_once(':').map(|(_, s)| s.to_owned()))
             .filter(|s| s != self.server_name.as_str())
             .collect();

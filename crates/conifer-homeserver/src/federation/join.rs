@@ -53,7 +53,7 @@ pub async fn make_join(
         )
         .with_extra(json!({ "room_version": record.version })));
     }
-    let template = hs.join_template(&room, &user).await?;
+    let template = hs.membership_template(&room, &user, "join").await?;
     Ok(Json(
         json!({ "event": template, "room_version": record.version }),
     ))
@@ -64,34 +64,8 @@ pub async fn send_join(
     Path((room, event_id)): Path<(String, String)>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    let event = auth
-        .body
-        .clone()
-        .ok_or_else(|| MatrixError::bad_json("missing join event"))?;
-    let sender = event["sender"].as_str().unwrap_or_default().to_owned();
-    let is_join = event["type"] == "m.room.member"
-        && event["content"]["membership"] == "join"
-        && event["state_key"].as_str() == Some(sender.as_str())
-        && event["room_id"].as_str() == Some(room.as_str());
-    if !is_join || server_of(&sender) != Some(auth.origin.as_str()) {
-        return Err(MatrixError::bad_json(
-            "not a join of a user of the requesting server to this room",
-        ));
-    }
-    let (id, checked) = checked_pdu(&hs, event).await;
-    if id != event_id {
-        return Err(MatrixError::bad_json(
-            "the event ID does not match the event",
-        ));
-    }
     let state_before = hs.store.current_state(&room)?;
-    // `None`: already joined with this very event.
-    if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
-        hs.accept_remote(&room_id, pdu.clone())
-            .await
-            .map_err(MatrixError::forbidden)?;
-        hs.fan_out(&room_id, &pdu, &auth.origin);
-    }
+    accept_membership(&hs, &room, &event_id, &auth, "join").await?;
     let state: Vec<Arc<Pdu>> = state_before
         .values()
         .filter_map(|id| hs.cached_event(id))
@@ -122,13 +96,18 @@ pub(crate) fn federation_json(pdu: &Pdu) -> Value {
 }
 
 impl Homeserver {
-    /// An unsigned join event for `user` on the room's current state, or
-    /// `M_FORBIDDEN` if the auth rules would refuse it.
-    pub(crate) async fn join_template(&self, room: &str, user: &str) -> Result<Value, MatrixError> {
+    /// An unsigned membership event (`join` or `leave`) for `user` on the
+    /// room's current state, or `M_FORBIDDEN` if the auth rules would refuse it.
+    pub(crate) async fn membership_template(
+        &self,
+        room: &str,
+        user: &str,
+        membership: &str,
+    ) -> Result<Value, MatrixError> {
         let template = conifer_rooms::EventTemplate {
             kind: "m.room.member".into(),
             state_key: Some(user.to_owned()),
-            content: json!({ "membership": "join" }),
+            content: json!({ "membership": membership }),
             redacts: None,
         };
         let probe = self.probe_event(room, user, template).await?;
@@ -156,19 +135,7 @@ pub async fn make_leave(
         .store
         .room(&room)?
         .ok_or_else(|| MatrixError::not_found("this server is not in that room"))?;
-    let template = conifer_rooms::EventTemplate {
-        kind: "m.room.member".into(),
-        state_key: Some(user.clone()),
-        content: json!({ "membership": "leave" }),
-        redacts: None,
-    };
-    let probe = hs.probe_event(&room, &user, template).await?;
-    let mut v: Value = serde_json::from_str(&probe.json)
-        .map_err(|e| MatrixError::unknown_internal(e.to_string()))?;
-    if let Some(o) = v.as_object_mut() {
-        o.remove("hashes");
-        o.remove("signatures");
-    }
+    let v = hs.membership_template(&room, &user, "leave").await?;
     Ok(Json(json!({ "event": v, "room_version": record.version })))
 }
 
@@ -177,31 +144,46 @@ pub async fn send_leave(
     Path((room, event_id)): Path<(String, String)>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
+    accept_membership(&hs, &room, &event_id, &auth, "leave").await?;
+    Ok(Json(json!({})))
+}
+
+/// Checks and stores a `join` or `leave` that another server's user signed
+/// for this room (`send_join`, `send_leave`), then passes it on to the other
+/// servers in the room, which its origin cannot reach on its own.
+async fn accept_membership(
+    hs: &Homeserver,
+    room: &str,
+    event_id: &str,
+    auth: &FederationAuth,
+    membership: &str,
+) -> Result<(), MatrixError> {
     let event = auth
         .body
         .clone()
-        .ok_or_else(|| MatrixError::bad_json("missing leave event"))?;
+        .ok_or_else(|| MatrixError::bad_json(format!("missing {membership} event")))?;
     let sender = event["sender"].as_str().unwrap_or_default().to_owned();
-    let is_leave = event["type"] == "m.room.member"
-        && event["content"]["membership"] == "leave"
+    let is_own = event["type"] == "m.room.member"
+        && event["content"]["membership"] == membership
         && event["state_key"].as_str() == Some(sender.as_str())
-        && event["room_id"].as_str() == Some(room.as_str());
-    if !is_leave || server_of(&sender) != Some(auth.origin.as_str()) {
-        return Err(MatrixError::bad_json(
-            "not a leave of a user of the requesting server from this room",
-        ));
+        && event["room_id"].as_str() == Some(room);
+    if !is_own || server_of(&sender) != Some(auth.origin.as_str()) {
+        return Err(MatrixError::bad_json(format!(
+            "not a {membership} of a user of the requesting server in this room"
+        )));
     }
-    let (id, checked) = checked_pdu(&hs, event).await;
+    let (id, checked) = checked_pdu(hs, event).await;
     if id != event_id {
         return Err(MatrixError::bad_json(
             "the event ID does not match the event",
         ));
     }
+    // `None`: already stored with this very event.
     if let Some((room_id, pdu)) = checked.map_err(MatrixError::forbidden)? {
         hs.accept_remote(&room_id, pdu.clone())
             .await
             .map_err(MatrixError::forbidden)?;
         hs.fan_out(&room_id, &pdu, &auth.origin);
     }
-    Ok(Json(json!({})))
+    Ok(())
 }

@@ -21,7 +21,9 @@ fn enc(s: &str) -> String {
 }
 
 impl Homeserver {
-    async fn federation_call(
+    /// Sends one signed request to `destination` through the transport;
+    /// returns the status and the JSON body.
+    pub(crate) async fn federation_call(
         &self,
         destination: &str,
         method: &str,

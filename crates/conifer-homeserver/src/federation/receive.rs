@@ -12,6 +12,7 @@ use crate::error::MatrixError;
 use crate::{now_ms, Homeserver};
 use axum::extract::Path;
 use axum::Json;
+use conifer_federation::{MAX_EDUS, MAX_PDUS};
 use conifer_rooms::ruma::canonical_json::{redact, try_from_json_map};
 use conifer_rooms::ruma::serde::Base64;
 use conifer_rooms::ruma::signatures::{reference_hash, verify_event, PublicKeyMap, Verified};
@@ -21,10 +22,6 @@ use conifer_rooms::{rules_for, Pdu};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
-
-/// At most this many PDUs and EDUs per transaction (the spec's limits).
-const MAX_PDUS: usize = 50;
-const MAX_EDUS: usize = 100;
 
 pub async fn send_transaction(
     hs: Hs,

@@ -4,9 +4,7 @@
 //! in the database, so what was queued survives a restart.
 
 use crate::{now_ms, Homeserver};
-use conifer_federation::{
-    next_transaction, sign_request, Backoff, FederationRequest, Queued, MAX_EDUS, MAX_PDUS,
-};
+use conifer_federation::{next_transaction, Backoff, Queued, MAX_EDUS, MAX_PDUS};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use tokio::sync::{mpsc, Notify};
@@ -155,23 +153,10 @@ async fn send(
     body: &serde_json::Value,
     first_id: u64,
 ) -> Result<(), String> {
-    let transport = hs.transport.get().ok_or("no federation transport")?;
     // Unique per transaction and stable for its contents' first item.
     let uri = format!("/_matrix/federation/v1/send/{}-{first_id}", now_ms());
-    let authorization =
-        sign_request(&hs.key, "PUT", &uri, dest, Some(body)).map_err(|e| e.to_string())?;
-    let response = transport
-        .send(FederationRequest {
-            destination: dest.to_owned(),
-            method: "PUT".into(),
-            uri,
-            body: Some(serde_json::to_vec(body).map_err(|e| e.to_string())?),
-            authorization: Some(authorization),
-        })
-        .await
-        .map_err(|e| e.to_string())?;
-    match response.status {
-        200 => Ok(()),
-        s => Err(format!("status {s}")),
+    match hs.federation_call(dest, "PUT", &uri, Some(body)).await? {
+        (200, _) => Ok(()),
+        (s, _) => Err(format!("status {s}")),
     }
 }

@@ -115,3 +115,23 @@ pub async fn signed_with(
         serde_json::from_slice(&r.body).unwrap_or(Value::Null),
     )
 }
+
+/// A public room (version 11) created by `creator` on `hs`.
+pub async fn public_room(hs: &Homeserver, creator: &str, name: Option<&str>) -> String {
+    let options = conifer_rooms::CreateRoomOptions {
+        version: "11".into(),
+        creator: creator.into(),
+        creator_displayname: None,
+        creator_avatar_url: None,
+        preset: conifer_rooms::Preset::PublicChat,
+        name: name.map(str::to_owned),
+        topic: None,
+        canonical_alias: None,
+        creation_content: None,
+        power_level_content_override: None,
+        initial_state: vec![],
+        invite: vec![],
+        is_direct: false,
+    };
+    hs.create_room(options, false, None).await.unwrap()
+}
