@@ -57,6 +57,31 @@ fn eventually(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Alice creates a public room (with `extra` in the request, e.g. a name)
+/// on her node; Bob joins it from his node over the overlay.
+fn shared_room(alice_port: u16, alice: &str, bob_port: u16, bob: &str, extra: &str) -> String {
+    let body = format!(r#"{{"preset":"public_chat"{extra}}}"#);
+    let room = call(
+        alice_port,
+        "POST",
+        "/_matrix/client/v3/createRoom",
+        Some(alice),
+        &body,
+    );
+    let room = room["room_id"].as_str().unwrap().to_owned();
+    eventually("bob joins alice's room over the overlay", || {
+        let r = call(
+            bob_port,
+            "POST",
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(bob),
+            "{}",
+        );
+        r["room_id"].as_str() == Some(room.as_str())
+    });
+    room
+}
+
 #[test]
 fn users_on_two_p2p_nodes_chat_through_the_overlay() {
     let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
@@ -66,27 +91,14 @@ fn users_on_two_p2p_nodes_chat_through_the_overlay() {
     let alice = register(a.client_port, "alice");
     let bob = register(b.client_port, "bob");
 
-    let room = call(
+    let room = shared_room(
         a.client_port,
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        Some(&alice),
-        r#"{"preset":"public_chat","name":"Pines"}"#,
+        &alice,
+        b.client_port,
+        &bob,
+        r#","name":"Pines""#,
     );
-    let room = room["room_id"].as_str().unwrap().to_owned();
     assert!(room.ends_with(&a.name), "the room lives on node A: {room}");
-
-    // Bob's node joins through node A, found by key over the overlay.
-    eventually("bob joins alice's room over the overlay", || {
-        let r = call(
-            b.client_port,
-            "POST",
-            &format!("/_matrix/client/v3/join/{}", enc(&room)),
-            Some(&bob),
-            "{}",
-        );
-        r["room_id"].as_str() == Some(room.as_str())
-    });
     let name = call(
         b.client_port,
         "GET",
@@ -133,25 +145,7 @@ fn messages_queued_while_a_node_is_down_arrive_when_it_returns() {
     let b = start_p2p_with(dir_b.path(), b_port, &["--peer", &peer]);
     let alice = register(a.client_port, "alice");
     let bob = register(b.client_port, "bob");
-    let room = call(
-        a.client_port,
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        Some(&alice),
-        r#"{"preset":"public_chat"}"#,
-    );
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    eventually("bob joins", || {
-        call(
-            b.client_port,
-            "POST",
-            &format!("/_matrix/client/v3/join/{}", enc(&room)),
-            Some(&bob),
-            "{}",
-        )["room_id"]
-            .as_str()
-            == Some(room.as_str())
-    });
+    let room = shared_room(a.client_port, &alice, b.client_port, &bob, "");
 
     // Bob's node dies without warning; alice keeps talking.
     drop(b);
@@ -215,25 +209,7 @@ fn nodes_peer_over_websocket_on_the_client_port() {
     let b = start_p2p_with(dir_b.path(), free_port(), &["--peer", &ws]);
     let alice = register(a.client_port, "alice");
     let bob = register(b.client_port, "bob");
-    let room = call(
-        a.client_port,
-        "POST",
-        "/_matrix/client/v3/createRoom",
-        Some(&alice),
-        r#"{"preset":"public_chat"}"#,
-    );
-    let room = room["room_id"].as_str().unwrap().to_owned();
-    eventually("bob joins over a WebSocket peering", || {
-        call(
-            b.client_port,
-            "POST",
-            &format!("/_matrix/client/v3/join/{}", enc(&room)),
-            Some(&bob),
-            "{}",
-        )["room_id"]
-            .as_str()
-            == Some(room.as_str())
-    });
+    shared_room(a.client_port, &alice, b.client_port, &bob, "");
     // The overlay's status is on the client port too.
     let status = call(a.client_port, "GET", "/manhole", None, "");
     assert!(
