@@ -384,18 +384,32 @@ impl Homeserver {
         // once) as long as every parent is known and the state after each
         // parent is the room's current state; forks in the state itself need
         // state resolution and missing parents need fetching (not yet).
-        let current: HashMap<(String, String), String> = cache
-            .state
+        // Events after the same state share a state group, so comparing group
+        // IDs settles the common case; only a different group needs a full load.
+        let current_groups: Vec<i64> = cache
+            .extremities
             .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
+            .filter_map(|(id, _)| self.store.event(id.as_str()).ok().flatten())
+            .map(|e| e.state_group)
             .collect();
+        let mut current: Option<HashMap<(String, String), String>> = None;
         for prev in &pdu.prev_events {
             let stored = self.store.event(prev.as_str()).map_err(|e| e.to_string())?.ok_or_else(|| format!("missing prev event {prev} (fetching missing events is not implemented yet)"))?;
+            if current_groups.contains(&stored.state_group) {
+                continue;
+            }
+            let current = current.get_or_insert_with(|| {
+                cache
+                    .state
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.to_string()))
+                    .collect()
+            });
             let state_after = self
                 .store
                 .state_at_group(stored.state_group)
                 .map_err(|e| e.to_string())?;
-            if state_after != current {
+            if &state_after != current {
                 return Err(format!(
                     "prev event {prev} has another room state (state forks are not resolved yet)"
                 ));
