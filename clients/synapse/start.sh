@@ -11,6 +11,10 @@
 #   until /_matrix/client/versions answers.
 #
 # Set SYNAPSE_FRESH=1 to wipe DIR's database and media before starting.
+#
+# Set SYNAPSE_FEDERATION_PORT=P to federate: the server name becomes 127.0.0.1:P (unless
+# SYNAPSE_SERVER_NAME says otherwise), a TLS listener with a self-signed certificate serves
+# federation on P, peers' certificates are not checked and loopback peers are allowed.
 set -euo pipefail
 
 SYNAPSE_VERSION=1.163.2
@@ -20,7 +24,12 @@ mkdir -p "$DIR"
 DIR="$(cd "$DIR" && pwd)"
 VENV="${SYNAPSE_VENV:-$ROOT/target/synapse-venv}"
 PORT="${SYNAPSE_PORT:-8018}"
-SERVER_NAME="${SYNAPSE_SERVER_NAME:-localhost:8448}"
+FED_PORT="${SYNAPSE_FEDERATION_PORT:-}"
+if [ -n "$FED_PORT" ]; then
+    SERVER_NAME="${SYNAPSE_SERVER_NAME:-127.0.0.1:$FED_PORT}"
+else
+    SERVER_NAME="${SYNAPSE_SERVER_NAME:-localhost:8448}"
+fi
 URL="http://127.0.0.1:$PORT"
 
 if [ -f "$DIR/synapse.pid" ] && kill -0 "$(cat "$DIR/synapse.pid")" 2>/dev/null; then
@@ -69,6 +78,50 @@ root:
 disable_existing_loggers: false
 EOF
 
+if [ -n "$FED_PORT" ]; then
+    if [ ! -f "$DIR/tls.crt" ]; then
+        "$VENV/bin/python" - "$DIR" <<'PY'
+import datetime, ipaddress, sys
+from cryptography import x509
+from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+d = sys.argv[1]
+key = ec.generate_private_key(ec.SECP256R1())
+name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+now = datetime.datetime.now(datetime.timezone.utc)
+cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+        .public_key(key.public_key()).serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=365))
+        .add_extension(x509.SubjectAlternativeName([
+            x509.DNSName("localhost"),
+            x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
+        .sign(key, hashes.SHA256()))
+open(f"{d}/tls.crt", "wb").write(cert.public_bytes(serialization.Encoding.PEM))
+open(f"{d}/tls.key", "wb").write(key.private_bytes(
+    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+    serialization.NoEncryption()))
+PY
+    fi
+    FEDERATION_LISTENER="  - port: $FED_PORT
+    bind_addresses: [\"127.0.0.1\"]
+    type: http
+    tls: true
+    x_forwarded: false
+    resources: [{names: [federation], compress: false}]"
+    FEDERATION_SETTINGS="tls_certificate_path: $DIR/tls.crt
+tls_private_key_path: $DIR/tls.key
+federation_verify_certificates: false
+ip_range_blacklist: []
+ip_range_whitelist: [\"127.0.0.1/32\", \"::1/128\"]
+allow_public_rooms_over_federation: true
+send_federation: true"
+else
+    FEDERATION_LISTENER=""
+    FEDERATION_SETTINGS="federation_domain_whitelist: []"
+fi
+
 # 1000/s with burst 1000 for every limiter that a bursty test can hit.
 RC='{per_second: 1000, burst_count: 1000}'
 cat > "$DIR/homeserver.yaml" <<EOF
@@ -83,6 +136,7 @@ listeners:
     tls: false
     x_forwarded: false
     resources: [{names: [client], compress: false}]
+$FEDERATION_LISTENER
 database:
   name: sqlite3
   args: {database: $DIR/homeserver.db}
@@ -94,10 +148,11 @@ form_secret: "$FORM"
 registration_shared_secret: "$REGSECRET"
 enable_registration: true
 enable_registration_without_verification: true
-# Nothing here may leave loopback: no key servers, no federation, no previews, no stats.
+# Nothing here may leave loopback: no key servers, no previews, no stats, and
+# federation only with loopback peers when it is on at all.
 trusted_key_servers: []
 suppress_key_server_warning: true
-federation_domain_whitelist: []
+$FEDERATION_SETTINGS
 url_preview_enabled: false
 enable_metrics: false
 # Synapse's default lets nobody publish rooms to the public directory.

@@ -19,6 +19,30 @@ pub struct Config {
     pub rooms: RoomsConfig,
     pub media: MediaConfig,
     pub rate_limits: RateLimitConfig,
+    pub federation: FederationConfig,
+}
+
+/// Federation over HTTPS, for classic (DNS or IP-literal) server names. A P2P
+/// node federates through the overlay and ignores the listener settings.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct FederationConfig {
+    /// The TLS listener of the Server-Server API, normally on the port the
+    /// server name names (8448 if none). Off when unset.
+    pub listen: Option<SocketAddr>,
+    /// PEM certificate chain and private key of the listener. Without them a
+    /// self-signed certificate is made once and kept in the data directory
+    /// (enough for peers that skip verification, such as test servers).
+    pub tls_certificate: Option<PathBuf>,
+    pub tls_private_key: Option<PathBuf>,
+    /// PEM files of extra certificate authorities outbound requests trust.
+    pub trust_ca: Vec<PathBuf>,
+    /// Server names whose certificates outbound requests do not check: for
+    /// test peers with self-signed certificates only.
+    pub insecure_skip_verify: Vec<String>,
+    /// CIDR ranges outbound federation may reach although private (loopback
+    /// and RFC 1918 ranges are refused by default).
+    pub ip_range_allow: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -82,6 +106,7 @@ impl Default for Config {
             rooms: RoomsConfig::default(),
             media: MediaConfig::default(),
             rate_limits: RateLimitConfig::default(),
+            federation: FederationConfig::default(),
         }
     }
 }
@@ -223,6 +248,12 @@ impl Config {
                 name: "CONIFER_RATE_LIMITS",
                 why: "expected true or false".into(),
             })?;
+        }
+        if let Some(v) = get("CONIFER_FEDERATION_ADDR") {
+            self.federation.listen = Some(v.parse().map_err(|e| ConfigError::Env {
+                name: "CONIFER_FEDERATION_ADDR",
+                why: format!("{e}"),
+            })?);
         }
         Ok(())
     }

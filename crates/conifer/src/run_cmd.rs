@@ -33,6 +33,11 @@ pub struct RunArgs {
     /// test peer). Without it the node is a P2P node named by its key.
     #[arg(long)]
     pub server_name: Option<String>,
+    /// TLS address of the Server-Server API for a classic server name, e.g.
+    /// 0.0.0.0:8448 (the port the server name names). Without it a classic
+    /// server does not accept federation.
+    #[arg(long)]
+    pub federation_addr: Option<SocketAddr>,
     /// TCP address for overlay peerings, e.g. 0.0.0.0:65432.
     #[arg(long)]
     pub listen: Option<SocketAddr>,
@@ -61,6 +66,9 @@ impl RunArgs {
         if let Some(n) = &self.server_name {
             config.server_name = Some(n.clone());
         }
+        if let Some(a) = self.federation_addr {
+            config.federation.listen = Some(a);
+        }
         config.validate()?;
         Ok(config)
     }
@@ -77,6 +85,7 @@ impl RunArgs {
             .map_err(|e| anyhow::anyhow!("server name {name:?} is not valid: {e}"))?;
         let key_version = if p2p { P2P_KEY_VERSION } else { "conifer" };
         let listen = config.client.listen;
+        let federation = config.federation.clone();
         let hs = Homeserver::open(config, &server_name, key_version, &identity.seed())
             .context("cannot start the homeserver")?;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -90,6 +99,7 @@ impl RunArgs {
         let node = if p2p {
             Some(self.start_overlay(identity, &hs).await?)
         } else {
+            start_https_federation(&hs, &federation, &name).await?;
             None
         };
         // The client port also takes WebSocket peerings at /ws (and serves
@@ -161,5 +171,59 @@ impl RunArgs {
             node.add_static_peer(peer.clone());
         }
         Ok(node)
+    }
+}
+
+/// Federation for a classic server name: outbound requests over HTTPS with
+/// Matrix server discovery, and (if configured) the TLS listener.
+async fn start_https_federation(
+    hs: &Arc<Homeserver>,
+    config: &conifer_homeserver::FederationConfig,
+    name: &str,
+) -> anyhow::Result<()> {
+    let transport = conifer_https::HttpsTransport::new(&conifer_https::ClientSettings {
+        trust_ca: config.trust_ca.clone(),
+        insecure_skip_verify: config.insecure_skip_verify.clone(),
+        ip_range_allow: config.ip_range_allow.clone(),
+    })
+    .context("federation client")?;
+    let _ = hs.transport.set(Arc::new(transport));
+    hs.start_federation_sender();
+    let Some(addr) = config.listen else {
+        println!("federation   off (no --federation-addr)");
+        return Ok(());
+    };
+    let certificate = match (&config.tls_certificate, &config.tls_private_key) {
+        (Some(chain), Some(key)) => conifer_https::ServerCertificate::Files {
+            chain: chain.clone(),
+            key: key.clone(),
+        },
+        (None, None) => conifer_https::ServerCertificate::SelfSigned {
+            dir: hs.config.data_dir.clone(),
+            names: vec![host_of(name)],
+        },
+        _ => anyhow::bail!("federation.tls_certificate and tls_private_key go together"),
+    };
+    let tls = conifer_https::server_config(&certificate).context("federation TLS")?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen for federation on {addr}"))?;
+    println!("federation   https://{}", listener.local_addr()?);
+    tokio::spawn(conifer_https::serve_tls(
+        listener,
+        tls,
+        federation::router(hs.clone()),
+    ));
+    Ok(())
+}
+
+/// The host part of a server name (what its certificate names).
+fn host_of(server_name: &str) -> String {
+    match conifer_https::discovery::ServerName::parse(server_name) {
+        Ok(n) => match n.host {
+            conifer_https::discovery::Host::Ip(ip) => ip.to_string(),
+            conifer_https::discovery::Host::Domain(d) => d,
+        },
+        Err(_) => server_name.to_owned(),
     }
 }

@@ -63,6 +63,7 @@ impl FromRequest<Arc<Homeserver>> for FederationAuth {
             &key,
         )
         .map_err(|e| MatrixError::forbidden(e.to_string()))?;
+        hs.sender.signal(super::Signal::Heard(x.origin.clone()));
         Ok(FederationAuth {
             origin: x.origin,
             body,

@@ -132,13 +132,27 @@ impl Homeserver {
                 events.insert(pdu.event_id.clone(), Arc::new(pdu));
             }
         }
+        // From room version 12 the create event is implied by the room ID
+        // instead of listed among an event's auth events.
+        let implied_create = conifer_rooms::rules_for(&version)
+            .filter(|(_, r)| r.authorization.room_create_event_id_as_room_id)
+            .and_then(|_| {
+                events
+                    .values()
+                    .find(|e| e.kind.to_string() == "m.room.create")
+                    .cloned()
+            });
         for pdu in events.values() {
-            let auth: HashMap<(String, String), Arc<Pdu>> = pdu
+            let mut auth: HashMap<(String, String), Arc<Pdu>> = pdu
                 .auth_events
                 .iter()
                 .filter_map(|id| events.get(id))
                 .filter_map(|e| Some(((e.kind.to_string(), e.state_key.clone()?), e.clone())))
                 .collect();
+            if let Some(create) = &implied_create {
+                auth.entry(("m.room.create".into(), String::new()))
+                    .or_insert_with(|| create.clone());
+            }
             check_auth(
                 &version,
                 pdu,

@@ -15,6 +15,9 @@ pub(crate) enum Signal {
     Queued(String),
     /// The destination is reachable again: forget the back-off.
     Wake(String),
+    /// The destination just made an authenticated request to us, so it is
+    /// up: if its queue is backing off, try now (as Synapse does).
+    Heard(String),
 }
 
 #[derive(Default)]
@@ -54,6 +57,15 @@ impl Homeserver {
                         let dest = ensure(&hs, &mut dests, &d);
                         dest.backoff.lock().unwrap().reset();
                         dest.notify.notify_one();
+                    }
+                    Signal::Heard(d) => {
+                        if let Some(dest) = dests.get(&d) {
+                            let mut backoff = dest.backoff.lock().unwrap();
+                            if backoff.retry_at_ms() > now_ms() {
+                                backoff.reset();
+                                dest.notify.notify_one();
+                            }
+                        }
                     }
                 }
             }
