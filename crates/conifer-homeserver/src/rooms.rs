@@ -7,9 +7,10 @@ use crate::{now_ms, push, Homeserver};
 use conifer_rooms::ruma::canonical_json::{redact, try_from_json_map, RedactedBecause};
 use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
 use conifer_rooms::{
-    build_event, check_auth, create_room_events, rules_for, CreateRoomOptions, EventTemplate, Pdu,
+    build_event, check_auth, create_room_events, resolve_state, rules_for, CreateRoomOptions,
+    EventTemplate, Pdu, StateIdMap,
 };
-use conifer_store::NewEvent;
+use conifer_store::{ForkState, NewEvent};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -231,7 +232,7 @@ impl Homeserver {
     /// cache past it; returns what to persist. `forward` queues the PDU for
     /// the other servers in the room (local events; a remote event's origin
     /// sends it to everyone itself). Nothing is written yet.
-    async fn prepare(
+    pub(crate) async fn prepare(
         &self,
         room_id: &str,
         cache: &mut RoomCache,
@@ -311,6 +312,7 @@ impl Homeserver {
             txn,
             notify,
             outbox,
+            fork: None,
         };
         if let Some(sk) = &pdu.state_key {
             cache
@@ -370,9 +372,13 @@ impl Homeserver {
     }
 
     /// Accepts a PDU from another server that passed the signature and hash
-    /// checks: it must extend the room's current forward extremities (forks
-    /// and missing prev events are not handled yet) and pass the auth rules
-    /// against the state before it.
+    /// checks, by the spec's checks on receipt: it must pass the auth rules
+    /// against its own auth events and against the state before it (the
+    /// states after its parents, resolved when they differ); one that fails
+    /// only against the room's current state is soft-failed (kept out of
+    /// the timeline). An event on a fork moves the room to the resolution of
+    /// the current state and the state after it. Its parents must be known:
+    /// the federation layer fetches missing ones first.
     pub(crate) async fn accept_remote(&self, room_id: &str, pdu: Pdu) -> Result<(), String> {
         let handle = self.room_handle(room_id);
         let mut guard = handle.lock().await;
@@ -380,40 +386,35 @@ impl Homeserver {
             *guard = Some(self.load_room_cache(room_id).map_err(|e| e.message)?);
         }
         let cache = guard.as_mut().expect("just filled");
-        // The event may fork the room (say, two servers sent messages at
-        // once) as long as every parent is known and the state after each
-        // parent is the room's current state; forks in the state itself need
-        // state resolution and missing parents need fetching (not yet).
-        // Events after the same state share a state group, so comparing group
-        // IDs settles the common case; only a different group needs a full load.
-        let current_groups: Vec<i64> = cache
-            .extremities
-            .iter()
-            .filter_map(|(id, _)| self.store.event(id.as_str()).ok().flatten())
-            .map(|e| e.state_group)
-            .collect();
-        let mut current: Option<HashMap<(String, String), String>> = None;
+        self.check_against_auth_events(&cache.version, &pdu)?;
+
+        // The state after each parent; parents after the current state (the
+        // common case: the event extends the room) need no load.
+        let current_group = self
+            .store
+            .room_state_group(room_id)
+            .map_err(|e| e.to_string())?;
+        let mut forks: Vec<StateIdMap> = Vec::new();
         for prev in &pdu.prev_events {
-            let stored = self.store.event(prev.as_str()).map_err(|e| e.to_string())?.ok_or_else(|| format!("missing prev event {prev} (fetching missing events is not implemented yet)"))?;
-            if current_groups.contains(&stored.state_group) {
+            let stored = self
+                .store
+                .event(prev.as_str())
+                .map_err(|e| e.to_string())?
+                .filter(|e| e.stream_pos != 0 || e.state_group != 0)
+                .ok_or_else(|| format!("missing prev event {prev}"))?;
+            if Some(stored.state_group) == current_group {
                 continue;
             }
-            let current = current.get_or_insert_with(|| {
-                cache
-                    .state
-                    .iter()
-                    .map(|(k, v)| (k.clone(), v.to_string()))
-                    .collect()
-            });
-            let state_after = self
+            let state = self
                 .store
                 .state_at_group(stored.state_group)
                 .map_err(|e| e.to_string())?;
-            if &state_after != current {
-                return Err(format!(
-                    "prev event {prev} has another room state (state forks are not resolved yet)"
-                ));
-            }
+            forks.push(
+                state
+                    .into_iter()
+                    .filter_map(|(k, v)| Some((k, OwnedEventId::try_from(v).ok()?)))
+                    .collect(),
+            );
         }
         let prevs: std::collections::HashSet<&OwnedEventId> = pdu.prev_events.iter().collect();
         let mut tips: Vec<(OwnedEventId, i64)> = cache
@@ -423,13 +424,63 @@ impl Homeserver {
             .cloned()
             .collect();
         tips.push((pdu.event_id.clone(), pdu.depth));
-        let before = (cache.state.clone(), cache.extremities.clone());
-        let (new_event, stored) = self
-            .prepare(room_id, cache, pdu, None, false)
-            .await
-            .map_err(|e| e.message)?;
+        let saved = (cache.state.clone(), cache.extremities.clone());
+        let fetch = |id: &conifer_rooms::ruma::EventId| self.cached_event(id.as_str());
+
+        let fork = if forks.is_empty() {
+            None
+        } else {
+            if forks.len() < pdu.prev_events.len() {
+                forks.push(cache.state.clone());
+            }
+            let before = if forks.len() == 1 {
+                forks.pop().expect("one fork")
+            } else {
+                resolve_state(&cache.version, &forks, fetch).map_err(|e| e.to_string())?
+            };
+            // Soft-fail: allowed by the state before it, not by the room now.
+            let current = &cache.state;
+            let soft_failed = check_auth(&cache.version, &pdu, fetch, |t, k| {
+                current
+                    .get(&(t.to_string(), k.to_owned()))
+                    .and_then(|id| self.cached_event(id.as_str()))
+            })
+            .is_err();
+            cache.state = before.clone();
+            Some((before, soft_failed))
+        };
+        let prepared = self.prepare(room_id, cache, pdu, None, false).await;
+        let (mut new_event, stored) = match prepared {
+            Ok(p) => p,
+            Err(e) => {
+                (cache.state, cache.extremities) = saved;
+                return Err(e.message);
+            }
+        };
+        if let Some((before, soft_failed)) = fork {
+            let after = std::mem::replace(&mut cache.state, saved.0.clone());
+            if soft_failed {
+                cache.extremities = saved.1;
+                tracing::info!(event = %stored.event_id, room = room_id, "soft-failed: not allowed by the current state");
+                return self
+                    .store
+                    .store_outliers(room_id, vec![outlier_of(&stored)])
+                    .map_err(|e| e.to_string());
+            }
+            let room_state = if after == saved.0 {
+                after
+            } else {
+                resolve_state(&cache.version, &[saved.0.clone(), after], fetch)
+                    .map_err(|e| e.to_string())?
+            };
+            new_event.fork = Some(ForkState {
+                before: state_list(&before),
+                room: state_list(&room_state),
+            });
+            cache.state = room_state;
+        }
         if let Err(e) = self.store.persist_event(new_event) {
-            (cache.state, cache.extremities) = before;
+            (cache.state, cache.extremities) = saved;
             self.forget_event(stored.event_id.as_str());
             return Err(e.to_string());
         }
@@ -440,6 +491,38 @@ impl Homeserver {
                 .map_err(|e| e.message)?;
         }
         Ok(())
+    }
+
+    /// The auth rules against the event's own auth events (which must be
+    /// stored; the federation layer fetches missing ones first).
+    fn check_against_auth_events(&self, version: &str, pdu: &Pdu) -> Result<(), String> {
+        let mut auth: HashMap<(String, String), Arc<Pdu>> = HashMap::new();
+        for id in &pdu.auth_events {
+            let e = self
+                .cached_event(id.as_str())
+                .ok_or_else(|| format!("missing auth event {id}"))?;
+            if let Some(k) = &e.state_key {
+                auth.insert((e.kind.to_string(), k.clone()), e);
+            }
+        }
+        // From room version 12 the create event is the room ID's, unlisted.
+        let implied_create = rules_for(version)
+            .is_some_and(|(_, r)| r.authorization.room_create_event_id_as_room_id);
+        if implied_create && pdu.kind.to_string() != "m.room.create" {
+            let room = pdu.room_id.as_ref().map(|r| r.as_str()).unwrap_or("!");
+            let create_id = format!("${}", &room[1..]);
+            let create = self
+                .cached_event(&create_id)
+                .ok_or_else(|| format!("missing create event {create_id}"))?;
+            auth.insert(("m.room.create".into(), String::new()), create);
+        }
+        check_auth(
+            version,
+            pdu,
+            |id| self.cached_event(id.as_str()),
+            |t, k| auth.get(&(t.to_string(), k.to_owned())).cloned(),
+        )
+        .map_err(|e| format!("fails the auth rules against its auth events: {e}"))
     }
 
     /// Who gets a notification for this event: local joined members other
@@ -638,4 +721,23 @@ impl Homeserver {
 pub fn as_int(v: &Value) -> Option<i64> {
     v.as_i64()
         .or_else(|| v.as_str().and_then(|s| s.trim().parse().ok()))
+}
+
+fn state_list(state: &StateIdMap) -> conifer_store::StateList {
+    state
+        .iter()
+        .map(|((t, k), id)| (t.clone(), k.clone(), id.to_string()))
+        .collect()
+}
+
+/// An event kept outside the timeline.
+pub(crate) fn outlier_of(e: &Pdu) -> conifer_store::OutlierEvent {
+    conifer_store::OutlierEvent {
+        event_id: e.event_id.to_string(),
+        json: e.json.clone(),
+        kind: e.kind.to_string(),
+        state_key: e.state_key.clone(),
+        sender: e.sender.to_string(),
+        depth: e.depth,
+    }
 }

@@ -137,6 +137,11 @@ pub trait RoomStore: Send + Sync {
     /// group after it, forward extremities, memberships, notifications and the
     /// client's transaction ID.
     fn persist_event(&self, event: NewEvent) -> Result<PersistedEvent>;
+    /// Stores events outside the timeline (auth and state events fetched
+    /// from other servers, soft-failed events); known ones are left alone.
+    fn store_outliers(&self, room_id: &str, events: Vec<OutlierEvent>) -> Result<()>;
+    /// The state group of the room's current state.
+    fn room_state_group(&self, room_id: &str) -> Result<Option<i64>>;
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>>;
     fn event_for_txn(&self, user_id: &str, device_id: &str, txn_id: &str)
         -> Result<Option<String>>;

@@ -59,6 +59,19 @@ pub struct NewEvent {
     /// Servers to send the event to, with the PDU as federation sees it;
     /// queued in the same transaction as the event.
     pub outbox: Option<(Vec<String>, String)>,
+    /// For an event off the room's current state (a fork): the state
+    /// before it and the room's state after it (resolved). `None`: the
+    /// event extends the current state.
+    pub fork: Option<ForkState>,
+}
+
+/// `(type, state_key, event_id)` triples.
+pub type StateList = Vec<(String, String, String)>;
+
+#[derive(Debug, Clone)]
+pub struct ForkState {
+    pub before: StateList,
+    pub room: StateList,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -211,6 +211,7 @@ impl Homeserver {
             txn: None,
             notify: vec![],
             outbox: None,
+            fork: None,
         };
         let handle = self.room_handle(room_id);
         let mut guard = handle.lock().await;

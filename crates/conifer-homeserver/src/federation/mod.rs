@@ -5,6 +5,7 @@
 
 mod auth;
 mod edus;
+mod gaps;
 mod history;
 pub(crate) mod join;
 mod join_out;

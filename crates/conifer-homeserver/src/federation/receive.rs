@@ -61,7 +61,7 @@ pub async fn send_transaction(
     }
     let mut results = Map::new();
     for pdu in pdus {
-        let (id, outcome) = receive_pdu(&hs, pdu).await;
+        let (id, outcome) = receive_pdu(&hs, pdu, &auth.origin).await;
         let entry = match outcome {
             Ok(()) => json!({}),
             Err(e) => {
@@ -78,9 +78,12 @@ pub async fn send_transaction(
 }
 
 /// Checks and stores one PDU; returns its event ID (or a placeholder) and the verdict.
-async fn receive_pdu(hs: &Homeserver, pdu: Value) -> (String, Result<(), String>) {
+async fn receive_pdu(hs: &Homeserver, pdu: Value, origin: &str) -> (String, Result<(), String>) {
     match checked_pdu(hs, pdu).await {
         (id, Ok(Some((room_id, pdu)))) => {
+            if let Ok(Some(room)) = hs.store.room(&room_id) {
+                hs.fill_gaps(&room_id, &room.version, &pdu, origin).await;
+            }
             let outcome = hs.accept_remote(&room_id, pdu).await;
             (id, outcome)
         }

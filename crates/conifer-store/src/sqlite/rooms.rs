@@ -2,8 +2,8 @@
 
 use super::{optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY};
 use crate::{
-    AliasRecord, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent, RelationFilter, Result,
-    RoomRecord, RoomStore, StateIds, StoreError, StoredEvent,
+    AliasRecord, ForkState, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent,
+    RelationFilter, Result, RoomRecord, RoomStore, StateIds, StateList, StoreError, StoredEvent,
 };
 use rusqlite::{params, params_from_iter, Connection, Row};
 
@@ -130,6 +130,79 @@ fn new_state_group(
     Ok(id)
 }
 
+/// A state group equal to `full`, stored as a delta on `base` (state never
+/// loses keys, so changed and added entries are the whole delta).
+fn group_from_full(c: &Connection, room: i64, base: i64, full: &StateList) -> Result<i64> {
+    let base_map = load_group_nids(c, base)?;
+    let mut delta = Vec::new();
+    for (kind, key, event_id) in full {
+        let key_nid = state_key_nid(c, kind, key)?;
+        let event_nid: i64 = c.query_row(
+            "SELECT nid FROM events WHERE event_id = ?1",
+            [event_id],
+            |r| r.get(0),
+        )?;
+        if base_map.get(&key_nid) != Some(&event_nid) {
+            delta.push((key_nid, event_nid));
+        }
+    }
+    let mut group = base;
+    for (key_nid, event_nid) in delta {
+        group = new_state_group(c, room, Some(group), key_nid, event_nid)?;
+    }
+    Ok(group)
+}
+
+/// The state groups of an event off the current state: its state before
+/// (with the event on top if it is a state event) becomes its group, and
+/// the resolved state the room's; memberships follow the room's new state.
+fn persist_fork_state(
+    c: &Connection,
+    room: i64,
+    current: Option<i64>,
+    event_nid: i64,
+    ev: &NewEvent,
+    fork: &ForkState,
+) -> Result<i64> {
+    let current =
+        current.ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?;
+    let before = group_from_full(c, room, current, &fork.before)?;
+    let after = match &ev.state_key {
+        Some(sk) => {
+            let key = state_key_nid(c, &ev.kind, sk)?;
+            new_state_group(c, room, Some(before), key, event_nid)?
+        }
+        None => before,
+    };
+    let old_room = load_group_nids(c, current)?;
+    let room_group = group_from_full(c, room, current, &fork.room)?;
+    c.execute(
+        "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
+        [room, room_group],
+    )?;
+    for (kind, key, event_id) in fork.room.iter().filter(|(k, _, _)| k == "m.room.member") {
+        let key_nid = state_key_nid(c, kind, key)?;
+        let (member_nid, json): (i64, String) = c.query_row(
+            "SELECT nid, json FROM events WHERE event_id = ?1",
+            [event_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        if old_room.get(&key_nid) == Some(&member_nid) || member_nid == event_nid {
+            continue;
+        }
+        let membership = serde_json::from_str::<serde_json::Value>(&json)
+            .ok()
+            .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
+            .unwrap_or_default();
+        c.execute(
+            "INSERT INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, 0)
+             ON CONFLICT(room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid",
+            params![room, key, membership, member_nid],
+        )?;
+    }
+    Ok(after)
+}
+
 fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEvent> {
     let room = room_nid(c, &ev.room_id)?;
     let current: Option<i64> = c.query_row(
@@ -148,18 +221,22 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
         e => e.into(),
     })?;
     let event_nid = c.last_insert_rowid();
-    let state_group = match &ev.state_key {
-        Some(sk) => {
-            let key = state_key_nid(c, &ev.kind, sk)?;
-            let group = new_state_group(c, room, current, key, event_nid)?;
-            c.execute(
-                "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
-                [room, group],
-            )?;
-            group
+    let state_group = if let Some(fork) = &ev.fork {
+        persist_fork_state(c, room, current, event_nid, &ev, fork)?
+    } else {
+        match &ev.state_key {
+            Some(sk) => {
+                let key = state_key_nid(c, &ev.kind, sk)?;
+                let group = new_state_group(c, room, current, key, event_nid)?;
+                c.execute(
+                    "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
+                    [room, group],
+                )?;
+                group
+            }
+            None => current
+                .ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?,
         }
-        None => current
-            .ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?,
     };
     c.execute(
         "UPDATE events SET state_group = ?2 WHERE nid = ?1",
@@ -401,6 +478,32 @@ impl RoomStore for SqliteStore {
 
     fn persist_event(&self, event: NewEvent) -> Result<PersistedEvent> {
         self.write(move |c, pos| persist(c, pos, event))
+    }
+
+    fn room_state_group(&self, room_id: &str) -> Result<Option<i64>> {
+        self.read(|c| {
+            Ok(optional(c.query_row(
+                "SELECT state_group FROM rooms WHERE room_id = ?1",
+                [room_id],
+                |r| r.get::<_, Option<i64>>(0),
+            ))?
+            .flatten())
+        })
+    }
+
+    fn store_outliers(&self, room_id: &str, events: Vec<OutlierEvent>) -> Result<()> {
+        let room_id = room_id.to_owned();
+        self.write(move |c, _| {
+            let room = room_nid(c, &room_id)?;
+            let mut ins = c.prepare_cached(
+                "INSERT OR IGNORE INTO events(event_id, room_nid, stream_pos, depth, type, state_key, sender, json, state_group)
+                 VALUES (?1, ?2, 0, ?3, ?4, ?5, ?6, ?7, 0)",
+            )?;
+            for o in &events {
+                ins.execute(params![o.event_id, room, o.depth, o.kind, o.state_key, o.sender, o.json])?;
+            }
+            Ok(())
+        })
     }
 
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {

@@ -1,0 +1,115 @@
+//! What a remote event needs before it can be checked: its auth events
+//! (fetched with `/event_auth` and kept as outliers) and its missing parents
+//! (fetched with `/get_missing_events` and accepted oldest first, as if they
+//! had arrived in order). A server that was offline catches up this way:
+//! the next event it hears of pulls in the ones it missed.
+
+use super::receive::verified_pdu;
+use crate::rooms::outlier_of;
+use crate::Homeserver;
+use conifer_rooms::Pdu;
+use serde_json::json;
+
+/// How many missing parents one request asks for (Synapse asks for 10).
+const MISSING_EVENTS_LIMIT: usize = 20;
+
+fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+impl Homeserver {
+    fn known(&self, event_id: &str) -> bool {
+        matches!(self.store.event(event_id), Ok(Some(_)))
+    }
+
+    /// Fetches what `pdu` lacks from `origin`. Failures are not errors here:
+    /// the checks that follow reject the event if something is still missing.
+    pub(crate) async fn fill_gaps(&self, room_id: &str, version: &str, pdu: &Pdu, origin: &str) {
+        if pdu.auth_events.iter().any(|id| !self.known(id.as_str())) {
+            self.fetch_auth_chain(room_id, version, pdu.event_id.as_str(), origin)
+                .await;
+        }
+        let in_timeline = |id: &str| matches!(self.store.event(id), Ok(Some(e)) if e.stream_pos != 0 || e.state_group != 0);
+        if pdu.prev_events.iter().all(|id| in_timeline(id.as_str())) {
+            return;
+        }
+        let earliest = self.store.forward_extremities(room_id).unwrap_or_default();
+        let body = json!({
+            "earliest_events": earliest,
+            "latest_events": [pdu.event_id],
+            "limit": MISSING_EVENTS_LIMIT,
+            "min_depth": 0,
+        });
+        let uri = format!("/_matrix/federation/v1/get_missing_events/{}", enc(room_id));
+        let events = match self
+            .federation_call(origin, "POST", &uri, Some(&body))
+            .await
+        {
+            Ok((200, v)) => v["events"].as_array().cloned().unwrap_or_default(),
+            Ok((status, v)) => {
+                tracing::info!(%origin, status, answer = %v, "get_missing_events failed");
+                return;
+            }
+            Err(e) => {
+                tracing::info!(%origin, error = %e, "get_missing_events failed");
+                return;
+            }
+        };
+        let mut missing = Vec::new();
+        for raw in events {
+            match verified_pdu(self, version, raw).await {
+                Ok((id, p))
+                    if !self.known(&id)
+                        && p.room_id.as_ref().map(|r| r.as_str()) == Some(room_id) =>
+                {
+                    missing.push(p)
+                }
+                Ok(_) => {}
+                Err((id, e)) => {
+                    tracing::info!(event = %id, error = %e, "a missing event failed its checks")
+                }
+            }
+        }
+        missing.sort_by_key(|p| p.depth);
+        for p in missing {
+            if p.auth_events.iter().any(|id| !self.known(id.as_str())) {
+                self.fetch_auth_chain(room_id, version, p.event_id.as_str(), origin)
+                    .await;
+            }
+            let id = p.event_id.clone();
+            if let Err(e) = self.accept_remote(room_id, p).await {
+                tracing::info!(event = %id, error = %e, "a fetched missing event was rejected");
+            }
+        }
+    }
+
+    /// Stores the auth chain of `event_id` as `origin` tells it, each event
+    /// checked for format, signatures and hash.
+    async fn fetch_auth_chain(&self, room_id: &str, version: &str, event_id: &str, origin: &str) {
+        let uri = format!(
+            "/_matrix/federation/v1/event_auth/{}/{}",
+            enc(room_id),
+            enc(event_id)
+        );
+        let chain = match self.federation_call(origin, "GET", &uri, None).await {
+            Ok((200, v)) => v["auth_chain"].as_array().cloned().unwrap_or_default(),
+            other => {
+                tracing::info!(%origin, event = event_id, answer = ?other.map(|(s, _)| s), "event_auth failed");
+                return;
+            }
+        };
+        let mut outliers = Vec::new();
+        for raw in chain {
+            match verified_pdu(self, version, raw).await {
+                Ok((id, p)) if !self.known(&id) => outliers.push(outlier_of(&p)),
+                Ok(_) => {}
+                Err((id, e)) => {
+                    tracing::info!(event = %id, error = %e, "an auth event failed its checks")
+                }
+            }
+        }
+        if let Err(e) = self.store.store_outliers(room_id, outliers) {
+            tracing::warn!(error = %e, "cannot store fetched auth events");
+        }
+    }
+}
