@@ -83,10 +83,16 @@ impl RunArgs {
             .unwrap_or_else(|| identity.public_key().to_hex());
         let server_name = conifer_homeserver::OwnedServerName::try_from(name.as_str())
             .map_err(|e| anyhow::anyhow!("server name {name:?} is not valid: {e}"))?;
-        let key_version = if p2p { P2P_KEY_VERSION } else { "conifer" };
+        // A classic server's key ID names its key, so a server that got a
+        // new key under the same name is never judged by a cached old one.
+        let key_version = if p2p {
+            P2P_KEY_VERSION.to_owned()
+        } else {
+            format!("c_{}", &identity.public_key().to_hex()[..8])
+        };
         let listen = config.client.listen;
         let federation = config.federation.clone();
-        let hs = Homeserver::open(config, &server_name, key_version, &identity.seed())
+        let hs = Homeserver::open(config, &server_name, &key_version, &identity.seed())
             .context("cannot start the homeserver")?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await

@@ -431,7 +431,7 @@ async fn update_device(
     if !hs.store.set_device_name(&auth.user_id, &device, name)? {
         return Err(MatrixError::not_found("no such device"));
     }
-    hs.store.mark_keys_changed(&auth.user_id)?;
+    hs.device_list_changed(&auth.user_id, Some(&device), false)?;
     Ok(Json(json!({})))
 }
 

@@ -538,7 +538,9 @@ async fn messages(
             None => Ok(None),
         }
     };
-    let (from, to) = (token(&q.from)?, token(&q.to)?);
+    let by_depth = q.from.as_deref().is_some_and(|t| t.starts_with('d'));
+    let from = if by_depth { None } else { token(&q.from)? };
+    let to = token(&q.to)?;
     let limit = q.limit.unwrap_or(10).clamp(1, 1000);
     let filter_json = parse_filter(&hs, &auth, q.filter.as_deref())?;
     let lazy = filter_json
@@ -566,7 +568,19 @@ async fn messages(
         })
         .unwrap_or_default();
 
+    // `d{depth}`: history from before this server joined, read by depth.
+    if let Some(depth) = backwards
+        .then_some(q.from.as_deref())
+        .flatten()
+        .and_then(|t| t.strip_prefix('d'))
+    {
+        let depth: i64 = depth
+            .parse()
+            .map_err(|_| MatrixError::invalid_param("invalid pagination token"))?;
+        return older_history(&hs, &auth, &room, depth, limit, q.from.clone()).await;
+    }
     let start = from.unwrap_or(if backwards { until } else { 0 }).min(until);
+    let mut end_by_depth: Option<i64> = None;
     let events = if backwards {
         hs.store
             .room_events(&room, to.unwrap_or(0), start, true, limit)?
@@ -575,6 +589,20 @@ async fn messages(
             .room_events(&room, start, to.unwrap_or(until).min(until), false, limit)?
     };
     let end = if events.len() < limit {
+        // The local timeline ends here; if the room began elsewhere, older
+        // history continues by depth (fetched from other servers).
+        let edge = match events.last() {
+            Some(e) => Some(e.clone()),
+            None if backwards => hs
+                .store
+                .room_events(&room, 0, until, false, 1)?
+                .into_iter()
+                .next(),
+            None => None,
+        };
+        if let Some(e) = edge.filter(|e| backwards && e.value()["type"] != "m.room.create") {
+            end_by_depth = Some(e.depth);
+        }
         None
     } else {
         events.last().map(|e| {
@@ -600,9 +628,46 @@ async fn messages(
     });
     if let Some(end) = end {
         out["end"] = json!(format!("t{end}"));
+    } else if let Some(depth) = end_by_depth {
+        out["end"] = json!(format!("d{depth}"));
     }
     if lazy {
         out["state"] = json!(lazy_members(&hs, &auth, &room, &wanted)?);
+    }
+    Ok(Json(out))
+}
+
+/// A page of the history before this server joined the room, deepest first:
+/// what is stored, topped up from other servers by backfill when short.
+async fn older_history(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    below: i64,
+    limit: usize,
+    from: Option<String>,
+) -> Resp {
+    hs.require_joined(room, &auth.user_id)?;
+    let mut events = hs.store.history_below_depth(room, below, limit)?;
+    if events.len() < limit && hs.backfill(room, below).await {
+        events = hs.store.history_below_depth(room, below, limit)?;
+    }
+    // Page by whole depths, so events sharing a depth are never split.
+    if events.len() == limit {
+        let last = events.last().map(|e| e.depth).unwrap_or(0);
+        if events.iter().any(|e| e.depth != last) {
+            events.retain(|e| e.depth != last);
+        }
+    }
+    let mut out = json!({
+        "start": from.unwrap_or_else(|| format!("d{below}")),
+        "chunk": events.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>(),
+    });
+    if let Some(last) = events
+        .last()
+        .filter(|e| e.value()["type"] != "m.room.create")
+    {
+        out["end"] = json!(format!("d{}", last.depth));
     }
     Ok(Json(out))
 }

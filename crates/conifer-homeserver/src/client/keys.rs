@@ -4,6 +4,7 @@
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
 use crate::extract::{Auth, Json as Body};
+use crate::federation::e2ee::{by_server, server_of};
 use crate::sync::parse_token;
 use crate::Homeserver;
 use axum::extract::{Path, Query};
@@ -91,7 +92,7 @@ async fn upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
         &fallback,
     )?;
     if changed {
-        hs.store.mark_keys_changed(&auth.user_id)?;
+        hs.device_list_changed(&auth.user_id, Some(&auth.device_id), false)?;
     }
     Ok(Json(counts(&hs, &auth)?))
 }
@@ -132,15 +133,32 @@ async fn query(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     let mut device_keys = Map::new();
     let (mut master, mut self_signing, mut user_signing) = (Map::new(), Map::new(), Map::new());
     let mut failures = Map::new();
+    // Remote users' keys come from their servers.
+    for (server, users) in by_server(&hs, wanted.iter()) {
+        match hs
+            .remote_keys(&server, "query", json!({ "device_keys": users }))
+            .await
+        {
+            Ok(answer) => {
+                for (field, into) in [
+                    ("device_keys", &mut device_keys),
+                    ("master_keys", &mut master),
+                    ("self_signing_keys", &mut self_signing),
+                ] {
+                    for (user, v) in answer[field].as_object().into_iter().flatten() {
+                        if server_of(user) == server {
+                            into.insert(user.clone(), v.clone());
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                failures.insert(server, json!({ "errcode": "M_UNAVAILABLE", "error": e }));
+            }
+        }
+    }
     for (user, devices) in wanted {
         if !hs.is_local(user) {
-            failures.insert(
-                user.split_once(':')
-                    .map(|(_, s)| s)
-                    .unwrap_or("")
-                    .to_owned(),
-                json!({ "errcode": "M_UNAVAILABLE" }),
-            );
             continue;
         }
         let list: Vec<String> = devices
@@ -180,7 +198,28 @@ async fn claim(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
         .and_then(Value::as_object)
         .ok_or_else(|| MatrixError::missing_param("one_time_keys"))?;
     let mut out = Map::new();
+    let mut failures = Map::new();
+    for (server, users) in by_server(&hs, wanted.iter()) {
+        match hs
+            .remote_keys(&server, "claim", json!({ "one_time_keys": users }))
+            .await
+        {
+            Ok(answer) => {
+                for (user, v) in answer["one_time_keys"].as_object().into_iter().flatten() {
+                    if server_of(user) == server {
+                        out.insert(user.clone(), v.clone());
+                    }
+                }
+            }
+            Err(e) => {
+                failures.insert(server, json!({ "errcode": "M_UNAVAILABLE", "error": e }));
+            }
+        }
+    }
     for (user, devices) in wanted {
+        if !hs.is_local(user) {
+            continue;
+        }
         let Some(devices) = devices.as_object() else {
             continue;
         };
@@ -197,7 +236,7 @@ async fn claim(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
             out.insert(user.clone(), Value::Object(per_user));
         }
     }
-    Ok(Json(json!({ "one_time_keys": out, "failures": {} })))
+    Ok(Json(json!({ "one_time_keys": out, "failures": failures })))
 }
 
 #[derive(Deserialize)]
@@ -242,7 +281,7 @@ async fn device_signing_upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> R
             hs.store.put_cross_signing_key(&auth.user_id, kind, key)?;
         }
     }
-    hs.store.mark_keys_changed(&auth.user_id)?;
+    hs.device_list_changed(&auth.user_id, None, false)?;
     Ok(Json(json!({})))
 }
 
@@ -309,17 +348,19 @@ async fn signatures_upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp 
 async fn send_to_device(
     hs: Hs,
     auth: Auth,
-    Path((kind, _txn)): Path<(String, String)>,
+    Path((kind, txn)): Path<(String, String)>,
     Body(body): Body<Value>,
 ) -> Resp {
     let messages = body
         .get("messages")
         .and_then(Value::as_object)
         .ok_or_else(|| MatrixError::missing_param("messages"))?;
+    let message_id = format!("{}-{}-{txn}", auth.device_id, crate::now_ms());
+    hs.federate_to_device(&auth.user_id, &kind, &message_id, messages);
     let mut out = Vec::new();
     for (user, devices) in messages {
         if !hs.is_local(user) {
-            continue; // Federation of to-device messages comes with the federation layer.
+            continue;
         }
         let Some(devices) = devices.as_object() else {
             continue;

@@ -26,7 +26,35 @@ fn local_profile(hs: &Homeserver, user: &str) -> crate::ApiResult<conifer_store:
         .ok_or_else(|| MatrixError::not_found("profile not found"))
 }
 
+/// A remote user's profile, asked of their server.
+async fn remote_profile(hs: &Homeserver, user: &str, field: Option<&str>) -> Resp {
+    user_id(user)?;
+    let server = crate::federation::e2ee::server_of(user);
+    let enc = |s: &str| {
+        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+    };
+    let mut uri = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(user));
+    if let Some(f) = field {
+        uri.push_str(&format!("&field={}", enc(f)));
+    }
+    match hs.federation_call(server, "GET", &uri, None).await {
+        Ok((200, v)) if v.is_object() => Ok(Json(v)),
+        Ok((404, _)) => Err(MatrixError::not_found("profile not found")),
+        Ok((status, _)) => Err(MatrixError::not_found(format!(
+            "{server} answered {status} for the profile"
+        ))),
+        Err(e) => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            format!("cannot reach {server}: {e}"),
+        )),
+    }
+}
+
 async fn profile(hs: Hs, Path(user): Path<String>) -> Resp {
+    if !hs.is_local(&user) {
+        return remote_profile(&hs, &user, None).await;
+    }
     let u = local_profile(&hs, &user)?;
     let mut out = json!({});
     if let Some(n) = u.displayname {
@@ -39,6 +67,13 @@ async fn profile(hs: Hs, Path(user): Path<String>) -> Resp {
 }
 
 async fn get_field(hs: Hs, Path((user, field)): Path<(String, String)>) -> Resp {
+    if !hs.is_local(&user) {
+        let all = remote_profile(&hs, &user, Some(&field)).await?.0;
+        return match all.get(&field) {
+            Some(v) if !v.is_null() => Ok(Json(json!({ field: v }))),
+            _ => Err(MatrixError::not_found("profile field not set")),
+        };
+    }
     let u = local_profile(&hs, &user)?;
     let value = match field.as_str() {
         "displayname" => u.displayname,

@@ -113,3 +113,60 @@ impl Homeserver {
         }
     }
 }
+
+/// How many events one `/backfill` request asks for.
+const BACKFILL_LIMIT: usize = 50;
+
+impl Homeserver {
+    /// Fetches the history before the room's events at `depth` from a server
+    /// in the room, keeping what passes the checks outside the timeline
+    /// (where `/messages` reads it by depth). Returns whether anything new came.
+    pub(crate) async fn backfill(&self, room_id: &str, depth: i64) -> bool {
+        let Ok(Some(room)) = self.store.room(room_id) else {
+            return false;
+        };
+        let edge = self
+            .store
+            .events_at_depth(room_id, depth)
+            .unwrap_or_default();
+        if edge.is_empty() {
+            return false;
+        }
+        let query: String = edge.iter().map(|id| format!("&v={}", enc(id))).collect();
+        let uri = format!(
+            "/_matrix/federation/v1/backfill/{}?limit={BACKFILL_LIMIT}{query}",
+            enc(room_id)
+        );
+        for server in self.remote_servers_in(room_id) {
+            let pdus = match self.federation_call(&server, "GET", &uri, None).await {
+                Ok((200, v)) => v["pdus"].as_array().cloned().unwrap_or_default(),
+                other => {
+                    tracing::info!(%server, answer = ?other.map(|(s, _)| s), "backfill failed");
+                    continue;
+                }
+            };
+            let mut fresh = Vec::new();
+            for raw in pdus {
+                match verified_pdu(self, &room.version, raw).await {
+                    Ok((id, p))
+                        if !self.known(&id)
+                            && p.room_id.as_ref().map(|r| r.as_str()) == Some(room_id) =>
+                    {
+                        fresh.push(outlier_of(&p))
+                    }
+                    Ok(_) => {}
+                    Err((id, e)) => {
+                        tracing::info!(event = %id, error = %e, "a backfilled event failed its checks")
+                    }
+                }
+            }
+            let any = !fresh.is_empty();
+            if let Err(e) = self.store.store_outliers(room_id, fresh) {
+                tracing::warn!(error = %e, "cannot store backfilled events");
+                return false;
+            }
+            return any;
+        }
+        false
+    }
+}

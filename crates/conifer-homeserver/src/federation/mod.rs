@@ -4,6 +4,7 @@
 //! [`conifer_federation::Transport`].
 
 mod auth;
+pub(crate) mod e2ee;
 mod edus;
 mod gaps;
 mod history;

@@ -255,6 +255,9 @@ fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value) {
                 }
             }
         }
-        _ => {} // Other EDUs (presence, device lists, to-device) come later.
+        Some(kind @ ("m.direct_to_device" | "m.device_list_update" | "m.signing_key_update")) => {
+            hs.receive_e2ee_edu(origin, kind, content)
+        }
+        _ => {} // Presence from other servers is not tracked.
     }
 }
