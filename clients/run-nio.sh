@@ -8,19 +8,7 @@
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 : "${CONIFER_HS_URL:?set CONIFER_HS_URL, e.g. http://127.0.0.1:8008}"
-VENV="${CONIFER_VENV:-target/clients-venv}"
-case "$VENV" in /*) ;; *) VENV="$ROOT/$VENV" ;; esac
-REQ="$ROOT/clients/nio/requirements.txt"
-
-if [ ! -x "$VENV/bin/python" ]; then
-    python3 -m venv "$VENV"
-fi
-# Reinstall only when the pins changed.
-STAMP="$VENV/.conifer-nio-requirements"
-if ! cmp -s "$REQ" "$STAMP" 2>/dev/null; then
-    "$VENV/bin/pip" install -q --disable-pip-version-check -r "$REQ"
-    cp "$REQ" "$STAMP"
-fi
+VENV="$("$ROOT/clients/ensure-venv.sh")"
 
 mkdir -p "$ROOT/target/clients"
 if ! curl -fsS -o /dev/null "$CONIFER_HS_URL/_matrix/client/versions"; then
