@@ -1,6 +1,6 @@
 //! Users, devices, tokens, filters.
 
-use super::{json_col, optional, SqliteStore};
+use super::{cached_exec, cached_row, json_col, optional, SqliteStore};
 use crate::{AccountStore, DeviceRecord, Result, StoreError, UserRecord};
 use rusqlite::{params, Row};
 use serde_json::Value;
@@ -37,7 +37,7 @@ impl AccountStore for SqliteStore {
     ) -> Result<()> {
         let (user_id, hash) = (user_id.to_owned(), password_hash.map(str::to_owned));
         self.write(move |c, _| {
-            let n = c.execute(
+            let n = cached_exec(c,
                 "INSERT OR IGNORE INTO users(user_id, password_hash, created_ts, admin) VALUES (?1, ?2, ?3, ?4)",
                 params![user_id, hash, now_ms as i64, admin],
             )?;
@@ -50,7 +50,8 @@ impl AccountStore for SqliteStore {
 
     fn user(&self, user_id: &str) -> Result<Option<UserRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(
+                c,
                 &format!("SELECT {USER_COLS} FROM users WHERE user_id = ?1"),
                 [user_id],
                 user_row,
@@ -61,7 +62,8 @@ impl AccountStore for SqliteStore {
     fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<()> {
         let (user_id, hash) = (user_id.to_owned(), hash.to_owned());
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE users SET password_hash = ?2 WHERE user_id = ?1",
                 params![user_id, hash],
             )?;
@@ -72,11 +74,16 @@ impl AccountStore for SqliteStore {
     fn deactivate_user(&self, user_id: &str) -> Result<()> {
         let user_id = user_id.to_owned();
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE users SET deactivated = 1, password_hash = NULL WHERE user_id = ?1",
                 [&user_id],
             )?;
-            c.execute("DELETE FROM access_tokens WHERE user_id = ?1", [&user_id])?;
+            cached_exec(
+                c,
+                "DELETE FROM access_tokens WHERE user_id = ?1",
+                [&user_id],
+            )?;
             Ok(())
         })
     }
@@ -84,7 +91,8 @@ impl AccountStore for SqliteStore {
     fn set_displayname(&self, user_id: &str, name: Option<&str>) -> Result<()> {
         let (user_id, name) = (user_id.to_owned(), name.map(str::to_owned));
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE users SET displayname = ?2 WHERE user_id = ?1",
                 params![user_id, name],
             )?;
@@ -95,7 +103,8 @@ impl AccountStore for SqliteStore {
     fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> Result<()> {
         let (user_id, url) = (user_id.to_owned(), url.map(str::to_owned));
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE users SET avatar_url = ?2 WHERE user_id = ?1",
                 params![user_id, url],
             )?;
@@ -131,20 +140,21 @@ impl AccountStore for SqliteStore {
             token.to_owned(),
         );
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(c,
                 "INSERT INTO devices(user_id, device_id, display_name, last_seen_ts) VALUES (?1, ?2, ?3, ?4)
                  ON CONFLICT(user_id, device_id) DO UPDATE SET last_seen_ts = excluded.last_seen_ts,
                  display_name = coalesce(excluded.display_name, devices.display_name)",
                 params![u, d, n, now_ms as i64],
             )?;
-            c.execute("INSERT INTO access_tokens(token, user_id, device_id) VALUES (?1, ?2, ?3)", params![t, u, d])?;
+            cached_exec(c, "INSERT INTO access_tokens(token, user_id, device_id) VALUES (?1, ?2, ?3)", params![t, u, d])?;
             Ok(())
         })
     }
 
     fn token_owner(&self, token: &str) -> Result<Option<(String, String)>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(
+                c,
                 "SELECT user_id, device_id FROM access_tokens WHERE token = ?1",
                 [token],
                 |r| Ok((r.get(0)?, r.get(1)?)),
@@ -164,7 +174,7 @@ impl AccountStore for SqliteStore {
 
     fn device(&self, user_id: &str, device_id: &str) -> Result<Option<DeviceRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT device_id, display_name, last_seen_ts, last_seen_ip FROM devices WHERE user_id = ?1 AND device_id = ?2",
                 [user_id, device_id],
                 device_row,
@@ -179,7 +189,8 @@ impl AccountStore for SqliteStore {
             name.map(str::to_owned),
         );
         self.write(move |c, _| {
-            Ok(c.execute(
+            Ok(cached_exec(
+                c,
                 "UPDATE devices SET display_name = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 params![u, d, n],
             )? > 0)
@@ -199,7 +210,7 @@ impl AccountStore for SqliteStore {
             ip.map(str::to_owned),
         );
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(c,
                 "UPDATE devices SET last_seen_ts = ?3, last_seen_ip = coalesce(?4, last_seen_ip) WHERE user_id = ?1 AND device_id = ?2",
                 params![u, d, now_ms as i64, ip],
             )?;
@@ -210,7 +221,8 @@ impl AccountStore for SqliteStore {
     fn delete_device(&self, user_id: &str, device_id: &str) -> Result<u64> {
         let (u, d) = (user_id.to_owned(), device_id.to_owned());
         self.write(move |c, pos| {
-            let n = c.execute(
+            let n = cached_exec(
+                c,
                 "DELETE FROM devices WHERE user_id = ?1 AND device_id = ?2",
                 [&u, &d],
             )?;
@@ -224,13 +236,15 @@ impl AccountStore for SqliteStore {
                 "fallback_keys",
                 "to_device",
             ] {
-                c.execute(
+                cached_exec(
+                    c,
                     &format!("DELETE FROM {table} WHERE user_id = ?1 AND device_id = ?2"),
                     [&u, &d],
                 )?;
             }
             let p = pos.next();
-            c.execute(
+            cached_exec(
+                c,
                 "INSERT INTO key_changes(user_id, stream_pos) VALUES (?1, ?2)
                  ON CONFLICT(user_id) DO UPDATE SET stream_pos = excluded.stream_pos",
                 params![u, p as i64],
@@ -242,7 +256,7 @@ impl AccountStore for SqliteStore {
     fn delete_token(&self, token: &str) -> Result<()> {
         let t = token.to_owned();
         self.write(move |c, _| {
-            c.execute("DELETE FROM access_tokens WHERE token = ?1", [&t])?;
+            cached_exec(c, "DELETE FROM access_tokens WHERE token = ?1", [&t])?;
             Ok(())
         })
     }
@@ -250,7 +264,8 @@ impl AccountStore for SqliteStore {
     fn delete_tokens_except(&self, user_id: &str, keep_device: Option<&str>) -> Result<()> {
         let (u, keep) = (user_id.to_owned(), keep_device.map(str::to_owned));
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "DELETE FROM access_tokens WHERE user_id = ?1 AND (?2 IS NULL OR device_id != ?2)",
                 params![u, keep],
             )?;
@@ -261,7 +276,8 @@ impl AccountStore for SqliteStore {
     fn put_login_token(&self, token: &str, user_id: &str, expires_ms: u64) -> Result<()> {
         let (t, u) = (token.to_owned(), user_id.to_owned());
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "INSERT INTO login_tokens(token, user_id, expires_ts) VALUES (?1, ?2, ?3)",
                 params![t, u, expires_ms as i64],
             )?;
@@ -272,12 +288,14 @@ impl AccountStore for SqliteStore {
     fn take_login_token(&self, token: &str, now_ms: u64) -> Result<Option<String>> {
         let t = token.to_owned();
         self.write(move |c, _| {
-            let row: Option<(String, i64)> = optional(c.query_row(
+            let row: Option<(String, i64)> = optional(cached_row(
+                c,
                 "SELECT user_id, expires_ts FROM login_tokens WHERE token = ?1",
                 [&t],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             ))?;
-            c.execute(
+            cached_exec(
+                c,
                 "DELETE FROM login_tokens WHERE token = ?1 OR expires_ts < ?2",
                 params![t, now_ms as i64],
             )?;
@@ -288,12 +306,14 @@ impl AccountStore for SqliteStore {
     fn create_filter(&self, user_id: &str, filter: &Value) -> Result<u64> {
         let (u, json) = (user_id.to_owned(), filter.to_string());
         self.write(move |c, _| {
-            let next: i64 = c.query_row(
+            let next: i64 = cached_row(
+                c,
                 "SELECT coalesce(MAX(filter_id), -1) + 1 FROM filters WHERE user_id = ?1",
                 [&u],
                 |r| r.get(0),
             )?;
-            c.execute(
+            cached_exec(
+                c,
                 "INSERT INTO filters(user_id, filter_id, json) VALUES (?1, ?2, ?3)",
                 params![u, next, json],
             )?;
@@ -303,7 +323,8 @@ impl AccountStore for SqliteStore {
 
     fn filter(&self, user_id: &str, filter_id: u64) -> Result<Option<Value>> {
         let json: Option<String> = self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(
+                c,
                 "SELECT json FROM filters WHERE user_id = ?1 AND filter_id = ?2",
                 params![user_id, filter_id as i64],
                 |r| r.get(0),

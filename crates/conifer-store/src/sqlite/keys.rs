@@ -1,6 +1,6 @@
 //! End-to-end encryption keys and room-key backups.
 
-use super::{json_col, optional, placeholders, SqliteStore};
+use super::{cached_exec, cached_row, json_col, optional, placeholders, SqliteStore};
 use crate::{BackupVersion, KeyStore, Result};
 use rusqlite::{params, params_from_iter};
 use serde_json::Value;
@@ -26,7 +26,7 @@ impl KeyStore for SqliteStore {
         let fallback = fallback.to_vec();
         self.write(move |c, _| {
             if let Some(json) = device_keys {
-                c.execute(
+                cached_exec(c,
                     "INSERT INTO device_keys(user_id, device_id, json) VALUES (?1, ?2, ?3)
                      ON CONFLICT(user_id, device_id) DO UPDATE SET json = excluded.json",
                     params![u, d, json],
@@ -95,26 +95,26 @@ impl KeyStore for SqliteStore {
             algorithm.to_owned(),
         );
         let found: Option<(String, String)> = self.write(move |c, _| {
-            let otk: Option<(String, String)> = optional(c.query_row(
+            let otk: Option<(String, String)> = optional(cached_row(c,
                 "SELECT key_id, json FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3
                  ORDER BY key_id LIMIT 1",
                 [&u, &d, &a],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             ))?;
             if let Some((key_id, json)) = otk {
-                c.execute(
+                cached_exec(c,
                     "DELETE FROM one_time_keys WHERE user_id = ?1 AND device_id = ?2 AND key_id = ?3",
                     [&u, &d, &key_id],
                 )?;
                 return Ok(Some((key_id, json)));
             }
-            let fallback: Option<(String, String)> = optional(c.query_row(
+            let fallback: Option<(String, String)> = optional(cached_row(c,
                 "SELECT key_id, json FROM fallback_keys WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
                 [&u, &d, &a],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             ))?;
             if fallback.is_some() {
-                c.execute(
+                cached_exec(c,
                     "UPDATE fallback_keys SET used = 1 WHERE user_id = ?1 AND device_id = ?2 AND algorithm = ?3",
                     [&u, &d, &a],
                 )?;
@@ -127,7 +127,8 @@ impl KeyStore for SqliteStore {
     fn put_cross_signing_key(&self, user_id: &str, key_type: &str, key: &Value) -> Result<()> {
         let (u, t, j) = (user_id.to_owned(), key_type.to_owned(), key.to_string());
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "INSERT INTO cross_signing_keys(user_id, key_type, json) VALUES (?1, ?2, ?3)
                  ON CONFLICT(user_id, key_type) DO UPDATE SET json = excluded.json",
                 [&u, &t, &j],
@@ -152,7 +153,8 @@ impl KeyStore for SqliteStore {
     fn replace_device_keys(&self, user_id: &str, device_id: &str, keys: &Value) -> Result<()> {
         let (u, d, j) = (user_id.to_owned(), device_id.to_owned(), keys.to_string());
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE device_keys SET json = ?3 WHERE user_id = ?1 AND device_id = ?2",
                 [&u, &d, &j],
             )?;
@@ -164,7 +166,8 @@ impl KeyStore for SqliteStore {
         let u = user_id.to_owned();
         self.write(move |c, pos| {
             let p = pos.next();
-            c.execute(
+            cached_exec(
+                c,
                 "INSERT INTO key_changes(user_id, stream_pos) VALUES (?1, ?2)
                  ON CONFLICT(user_id) DO UPDATE SET stream_pos = excluded.stream_pos",
                 params![u, p as i64],
@@ -198,8 +201,8 @@ impl KeyStore for SqliteStore {
         );
         self.write(move |c, _| {
             let next: i64 =
-                c.query_row("SELECT coalesce(MAX(version), 0) + 1 FROM backup_versions WHERE user_id = ?1", [&u], |r| r.get(0))?;
-            c.execute(
+                cached_row(c, "SELECT coalesce(MAX(version), 0) + 1 FROM backup_versions WHERE user_id = ?1", [&u], |r| r.get(0))?;
+            cached_exec(c,
                 "INSERT INTO backup_versions(user_id, version, algorithm, auth_data) VALUES (?1, ?2, ?3, ?4)",
                 params![u, next, a, j],
             )?;
@@ -209,7 +212,7 @@ impl KeyStore for SqliteStore {
 
     fn backup_version(&self, user_id: &str, version: Option<u64>) -> Result<Option<BackupVersion>> {
         let row: Option<(i64, String, String, i64)> = self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT version, algorithm, auth_data, etag FROM backup_versions WHERE user_id = ?1 AND deleted = 0
                  AND (?2 IS NULL OR version = ?2) ORDER BY version DESC LIMIT 1",
                 params![user_id, version.map(|v| v as i64)],
@@ -220,7 +223,8 @@ impl KeyStore for SqliteStore {
             return Ok(None);
         };
         let count: i64 = self.read(|c| {
-            Ok(c.query_row(
+            Ok(cached_row(
+                c,
                 "SELECT COUNT(*) FROM backup_keys WHERE user_id = ?1 AND version = ?2",
                 params![user_id, v],
                 |r| r.get(0),
@@ -238,7 +242,7 @@ impl KeyStore for SqliteStore {
     fn update_backup(&self, user_id: &str, version: u64, auth_data: &Value) -> Result<bool> {
         let (u, j) = (user_id.to_owned(), auth_data.to_string());
         self.write(move |c, _| {
-            Ok(c.execute(
+            Ok(cached_exec(c,
                 "UPDATE backup_versions SET auth_data = ?3 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                 params![u, version as i64, j],
             )? > 0)
@@ -248,8 +252,8 @@ impl KeyStore for SqliteStore {
     fn delete_backup(&self, user_id: &str, version: u64) -> Result<bool> {
         let u = user_id.to_owned();
         self.write(move |c, _| {
-            c.execute("DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
-            Ok(c.execute(
+            cached_exec(c, "DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
+            Ok(cached_exec(c,
                 "UPDATE backup_versions SET deleted = 1 WHERE user_id = ?1 AND version = ?2 AND deleted = 0",
                 params![u, version as i64],
             )? > 0)
@@ -271,7 +275,7 @@ impl KeyStore for SqliteStore {
             for (room, session, key) in &keys {
                 st.execute(params![u, version as i64, room, session, key.to_string()])?;
             }
-            c.execute("UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
+            cached_exec(c, "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
             Ok(())
         })
     }
@@ -311,11 +315,11 @@ impl KeyStore for SqliteStore {
             session_id.map(str::to_owned),
         );
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(c,
                 "DELETE FROM backup_keys WHERE user_id = ?1 AND version = ?2 AND (?3 IS NULL OR room_id = ?3) AND (?4 IS NULL OR session_id = ?4)",
                 params![u, version as i64, r, s],
             )?;
-            c.execute("UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
+            cached_exec(c, "UPDATE backup_versions SET etag = etag + 1 WHERE user_id = ?1 AND version = ?2", params![u, version as i64])?;
             Ok(())
         })
     }

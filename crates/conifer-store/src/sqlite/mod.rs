@@ -169,6 +169,8 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
     // WAL lets readers run beside the writer; NORMAL sync keeps every commit
     // across a process crash (kill -9), only a power cut may lose the last few.
     conn.execute_batch("PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL; PRAGMA foreign_keys=OFF; PRAGMA cache_size=-8000;")?;
+    // Every hot statement stays parsed (the default keeps only 16).
+    conn.set_prepared_statement_cache_capacity(256);
     Ok(conn)
 }
 
@@ -206,6 +208,25 @@ fn max_stream_pos(conn: &Connection) -> Result<u64> {
 }
 
 /// Maps "no row" to `None`.
+/// `query_row` through the connection's statement cache.
+pub(crate) fn cached_row<T, P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+    f: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+) -> rusqlite::Result<T> {
+    c.prepare_cached(sql)?.query_row(params, f)
+}
+
+/// `execute` through the connection's statement cache.
+pub(crate) fn cached_exec<P: rusqlite::Params>(
+    c: &Connection,
+    sql: &str,
+    params: P,
+) -> rusqlite::Result<usize> {
+    c.prepare_cached(sql)?.execute(params)
+}
+
 pub(crate) fn optional<T>(r: rusqlite::Result<T>) -> Result<Option<T>> {
     match r {
         Ok(v) => Ok(Some(v)),

@@ -1,6 +1,6 @@
 //! The federation outbox.
 
-use super::{json_col, placeholders, SqliteStore};
+use super::{cached_exec, json_col, placeholders, SqliteStore};
 use crate::{OutboxItem, OutboxStore, Result};
 use rusqlite::{params, params_from_iter, Connection};
 
@@ -58,7 +58,8 @@ impl OutboxStore for SqliteStore {
         }
         let ids: Vec<i64> = ids.iter().map(|i| *i as i64).collect();
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 &format!(
                     "DELETE FROM outbox WHERE id IN ({})",
                     placeholders(ids.len())
@@ -72,7 +73,8 @@ impl OutboxStore for SqliteStore {
     fn record_inbound_txn(&self, origin: &str, txn_id: &str) -> Result<bool> {
         let (o, t) = (origin.to_owned(), txn_id.to_owned());
         self.write(move |c, _| {
-            Ok(c.execute(
+            Ok(cached_exec(
+                c,
                 "INSERT OR IGNORE INTO inbound_txns(origin, txn_id) VALUES (?1, ?2)",
                 [&o, &t],
             )? == 1)

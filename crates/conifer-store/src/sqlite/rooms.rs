@@ -1,6 +1,8 @@
 //! Rooms, aliases, events and state groups.
 
-use super::{optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY};
+use super::{
+    cached_exec, cached_row, optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY,
+};
 use crate::{
     AliasRecord, ForkState, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent,
     RelationFilter, Result, RoomRecord, RoomStore, StateIds, StateList, StoreError, StoredEvent,
@@ -21,20 +23,23 @@ fn event_row(r: &Row) -> rusqlite::Result<StoredEvent> {
 }
 
 fn room_nid(c: &Connection, room_id: &str) -> Result<i64> {
-    optional(
-        c.query_row("SELECT nid FROM rooms WHERE room_id = ?1", [room_id], |r| {
-            r.get(0)
-        }),
-    )?
+    optional(cached_row(
+        c,
+        "SELECT nid FROM rooms WHERE room_id = ?1",
+        [room_id],
+        |r| r.get(0),
+    ))?
     .ok_or(StoreError::NotFound)
 }
 
 fn state_key_nid(c: &Connection, kind: &str, state_key: &str) -> Result<i64> {
-    c.execute(
+    cached_exec(
+        c,
         "INSERT OR IGNORE INTO state_keys(type, state_key) VALUES (?1, ?2)",
         [kind, state_key],
     )?;
-    Ok(c.query_row(
+    Ok(cached_row(
+        c,
         "SELECT nid FROM state_keys WHERE type = ?1 AND state_key = ?2",
         [kind, state_key],
         |r| r.get(0),
@@ -95,7 +100,8 @@ fn new_state_group(
     event_nid: i64,
 ) -> Result<i64> {
     let chain_len: i64 = match parent {
-        Some(p) => c.query_row(
+        Some(p) => cached_row(
+            c,
             "SELECT chain_len FROM state_groups WHERE id = ?1",
             [p],
             |r| r.get(0),
@@ -105,7 +111,8 @@ fn new_state_group(
     if let Some(parent) = parent.filter(|_| chain_len + 1 >= SNAPSHOT_EVERY) {
         let mut full = load_group_nids(c, parent)?;
         full.insert(key_nid, event_nid);
-        c.execute(
+        cached_exec(
+            c,
             "INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, NULL, 0)",
             [room],
         )?;
@@ -118,12 +125,14 @@ fn new_state_group(
         }
         return Ok(id);
     }
-    c.execute(
+    cached_exec(
+        c,
         "INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, ?2, ?3)",
         params![room, parent, chain_len + 1],
     )?;
     let id = c.last_insert_rowid();
-    c.execute(
+    cached_exec(
+        c,
         "INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)",
         [id, key_nid, event_nid],
     )?;
@@ -137,7 +146,8 @@ fn group_from_full(c: &Connection, room: i64, base: i64, full: &StateList) -> Re
     let mut delta = Vec::new();
     for (kind, key, event_id) in full {
         let key_nid = state_key_nid(c, kind, key)?;
-        let event_nid: i64 = c.query_row(
+        let event_nid: i64 = cached_row(
+            c,
             "SELECT nid FROM events WHERE event_id = ?1",
             [event_id],
             |r| r.get(0),
@@ -176,13 +186,15 @@ fn persist_fork_state(
     };
     let old_room = load_group_nids(c, current)?;
     let room_group = group_from_full(c, room, current, &fork.room)?;
-    c.execute(
+    cached_exec(
+        c,
         "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
         [room, room_group],
     )?;
     for (kind, key, event_id) in fork.room.iter().filter(|(k, _, _)| k == "m.room.member") {
         let key_nid = state_key_nid(c, kind, key)?;
-        let (member_nid, json): (i64, String) = c.query_row(
+        let (member_nid, json): (i64, String) = cached_row(
+            c,
             "SELECT nid, json FROM events WHERE event_id = ?1",
             [event_id],
             |r| Ok((r.get(0)?, r.get(1)?)),
@@ -194,7 +206,7 @@ fn persist_fork_state(
             .ok()
             .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
             .unwrap_or_default();
-        c.execute(
+        cached_exec(c,
             "INSERT INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, 0)
              ON CONFLICT(room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid",
             params![room, key, membership, member_nid],
@@ -205,13 +217,14 @@ fn persist_fork_state(
 
 fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEvent> {
     let room = room_nid(c, &ev.room_id)?;
-    let current: Option<i64> = c.query_row(
+    let current: Option<i64> = cached_row(
+        c,
         "SELECT state_group FROM rooms WHERE nid = ?1",
         [room],
         |r| r.get(0),
     )?;
     let stream_pos = pos.next();
-    c.execute(
+    cached_exec(c,
         "INSERT INTO events(event_id, room_nid, stream_pos, depth, type, state_key, sender, json, state_group)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
         params![ev.event_id, room, stream_pos as i64, ev.depth, ev.kind, ev.state_key, ev.sender, ev.json],
@@ -228,7 +241,8 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
             Some(sk) => {
                 let key = state_key_nid(c, &ev.kind, sk)?;
                 let group = new_state_group(c, room, current, key, event_nid)?;
-                c.execute(
+                cached_exec(
+                    c,
                     "UPDATE rooms SET state_group = ?2 WHERE nid = ?1",
                     [room, group],
                 )?;
@@ -238,7 +252,8 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
                 .ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?,
         }
     };
-    c.execute(
+    cached_exec(
+        c,
         "UPDATE events SET state_group = ?2 WHERE nid = ?1",
         [event_nid, state_group],
     )?;
@@ -249,13 +264,14 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
     for prev in &ev.prev_events {
         del.execute(params![room, prev])?;
     }
-    c.execute(
+    cached_exec(
+        c,
         "INSERT OR IGNORE INTO forward_extremities(room_nid, event_nid) VALUES (?1, ?2)",
         [room, event_nid],
     )?;
 
     if let (Some(membership), Some(target)) = (&ev.membership, &ev.state_key) {
-        c.execute(
+        cached_exec(c,
             "INSERT INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
              ON CONFLICT(room_nid, user_id) DO UPDATE SET membership = excluded.membership,
                event_nid = excluded.event_nid, stream_pos = excluded.stream_pos, forgotten = 0",
@@ -274,7 +290,7 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
         super::outbox::push(c, destinations, true, pdu)?;
     }
     if let Some((user, device, txn)) = &ev.txn {
-        c.execute(
+        cached_exec(c,
             "INSERT OR IGNORE INTO client_txns(user_id, device_id, txn_id, event_id) VALUES (?1, ?2, ?3, ?4)",
             params![user, device, txn, ev.event_id],
         )?;
@@ -289,7 +305,8 @@ impl RoomStore for SqliteStore {
     fn create_room(&self, room_id: &str, version: &str) -> Result<RoomRecord> {
         let (room_id, version) = (room_id.to_owned(), version.to_owned());
         self.write(move |c, _| {
-            let n = c.execute(
+            let n = cached_exec(
+                c,
                 "INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)",
                 [&room_id, &version],
             )?;
@@ -312,7 +329,8 @@ impl RoomStore for SqliteStore {
     ) -> Result<RoomRecord> {
         let (room_id, version) = (room_id.to_owned(), version.to_owned());
         self.write(move |c, pos| {
-            if c.execute(
+            if cached_exec(
+                c,
                 "INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)",
                 [&room_id, &version],
             )? == 0
@@ -340,7 +358,7 @@ impl RoomStore for SqliteStore {
     ) -> Result<PersistedEvent> {
         let (room_id, version) = (room_id.to_owned(), version.to_owned());
         self.write(move |c, pos| {
-            if c.execute("INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)", [&room_id, &version])? == 0 {
+            if cached_exec(c, "INSERT OR IGNORE INTO rooms(room_id, version) VALUES (?1, ?2)", [&room_id, &version])? == 0 {
                 return Err(StoreError::Conflict);
             }
             let room = room_nid(c, &room_id)?;
@@ -353,38 +371,40 @@ impl RoomStore for SqliteStore {
             for o in &outliers {
                 ins.execute(params![o.event_id, room, o.depth, o.kind, o.state_key, o.sender, o.json])?;
             }
-            c.execute("INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, NULL, 0)", [room])?;
+            cached_exec(c, "INSERT INTO state_groups(room_nid, parent, chain_len) VALUES (?1, NULL, 0)", [room])?;
             let group = c.last_insert_rowid();
             for (kind, key, event_id) in &state {
                 let key_nid = state_key_nid(c, kind, key)?;
-                let event_nid: i64 = c.query_row("SELECT nid FROM events WHERE event_id = ?1", [event_id], |r| r.get(0))?;
-                c.execute("INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)", [group, key_nid, event_nid])?;
+                let event_nid: i64 = cached_row(c, "SELECT nid FROM events WHERE event_id = ?1", [event_id], |r| r.get(0))?;
+                cached_exec(c, "INSERT INTO state_group_entries(group_id, key_nid, event_nid) VALUES (?1, ?2, ?3)", [group, key_nid, event_nid])?;
                 if kind == "m.room.member" {
-                    let json: String = c.query_row("SELECT json FROM events WHERE nid = ?1", [event_nid], |r| r.get(0))?;
+                    let json: String = cached_row(c, "SELECT json FROM events WHERE nid = ?1", [event_nid], |r| r.get(0))?;
                     let membership = serde_json::from_str::<serde_json::Value>(&json)
                         .ok()
                         .and_then(|v| v["content"]["membership"].as_str().map(str::to_owned))
                         .unwrap_or_default();
-                    c.execute(
+                    cached_exec(c,
                         "INSERT OR REPLACE INTO memberships(room_nid, user_id, membership, event_nid, stream_pos) VALUES (?1, ?2, ?3, ?4, 0)",
                         params![room, key, membership, event_nid],
                     )?;
                 }
             }
-            c.execute("UPDATE rooms SET state_group = ?2 WHERE nid = ?1", [room, group])?;
+            cached_exec(c, "UPDATE rooms SET state_group = ?2 WHERE nid = ?1", [room, group])?;
             persist(c, pos, join)
         })
     }
 
     fn state_before_event(&self, event_id: &str) -> Result<StateIds> {
         self.read(|c| {
-            let (group, is_state): (i64, bool) = c.query_row(
+            let (group, is_state): (i64, bool) = cached_row(
+                c,
                 "SELECT state_group, state_key IS NOT NULL FROM events WHERE event_id = ?1",
                 [event_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )?;
             let parent: Option<i64> = if is_state {
-                c.query_row(
+                cached_row(
+                    c,
                     "SELECT parent FROM state_groups WHERE id = ?1",
                     [group],
                     |r| r.get(0),
@@ -398,7 +418,8 @@ impl RoomStore for SqliteStore {
 
     fn room(&self, room_id: &str) -> Result<Option<RoomRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(
+                c,
                 "SELECT room_id, version, published FROM rooms WHERE room_id = ?1",
                 [room_id],
                 |r| {
@@ -415,7 +436,8 @@ impl RoomStore for SqliteStore {
     fn set_room_published(&self, room_id: &str, published: bool) -> Result<()> {
         let room_id = room_id.to_owned();
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(
+                c,
                 "UPDATE rooms SET published = ?2 WHERE room_id = ?1",
                 params![room_id, published],
             )?;
@@ -434,7 +456,8 @@ impl RoomStore for SqliteStore {
     fn put_alias(&self, alias: &str, room_id: &str, creator: &str) -> Result<()> {
         let (a, r, u) = (alias.to_owned(), room_id.to_owned(), creator.to_owned());
         self.write(move |c, _| {
-            if c.execute(
+            if cached_exec(
+                c,
                 "INSERT OR IGNORE INTO room_aliases(alias, room_id, creator) VALUES (?1, ?2, ?3)",
                 [&a, &r, &u],
             )? == 0
@@ -447,7 +470,8 @@ impl RoomStore for SqliteStore {
 
     fn alias(&self, alias: &str) -> Result<Option<AliasRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(
+                c,
                 "SELECT room_id, creator FROM room_aliases WHERE alias = ?1",
                 [alias],
                 |r| {
@@ -463,7 +487,7 @@ impl RoomStore for SqliteStore {
     fn delete_alias(&self, alias: &str) -> Result<bool> {
         let a = alias.to_owned();
         self.write(move |c, _| {
-            Ok(c.execute("DELETE FROM room_aliases WHERE alias = ?1", [&a])? > 0)
+            Ok(cached_exec(c, "DELETE FROM room_aliases WHERE alias = ?1", [&a])? > 0)
         })
     }
 
@@ -482,7 +506,8 @@ impl RoomStore for SqliteStore {
 
     fn room_state_group(&self, room_id: &str) -> Result<Option<i64>> {
         self.read(|c| {
-            Ok(optional(c.query_row(
+            Ok(optional(cached_row(
+                c,
                 "SELECT state_group FROM rooms WHERE room_id = ?1",
                 [room_id],
                 |r| r.get::<_, Option<i64>>(0),
@@ -508,7 +533,7 @@ impl RoomStore for SqliteStore {
 
     fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 &format!("SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid WHERE e.event_id = ?1"),
                 [event_id],
                 event_row,
@@ -523,7 +548,7 @@ impl RoomStore for SqliteStore {
         txn_id: &str,
     ) -> Result<Option<String>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT event_id FROM client_txns WHERE user_id = ?1 AND device_id = ?2 AND txn_id = ?3",
                 [user_id, device_id, txn_id],
                 |r| r.get(0),
@@ -534,14 +559,19 @@ impl RoomStore for SqliteStore {
     fn redact_event(&self, event_id: &str, redacted_json: &str) -> Result<()> {
         let (e, j) = (event_id.to_owned(), redacted_json.to_owned());
         self.write(move |c, _| {
-            c.execute("UPDATE events SET json = ?2 WHERE event_id = ?1", [&e, &j])?;
+            cached_exec(
+                c,
+                "UPDATE events SET json = ?2 WHERE event_id = ?1",
+                [&e, &j],
+            )?;
             Ok(())
         })
     }
 
     fn current_state(&self, room_id: &str) -> Result<StateIds> {
         self.read(|c| {
-            let group: Option<i64> = optional(c.query_row(
+            let group: Option<i64> = optional(cached_row(
+                c,
                 "SELECT state_group FROM rooms WHERE room_id = ?1",
                 [room_id],
                 |r| r.get(0),
@@ -633,7 +663,7 @@ impl RoomStore for SqliteStore {
 
     fn membership(&self, room_id: &str, user_id: &str) -> Result<Option<MembershipRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT r.room_id, m.membership, e.event_id, m.stream_pos, m.forgotten FROM memberships m
                  JOIN rooms r ON r.nid = m.room_nid JOIN events e ON e.nid = m.event_nid
                  WHERE r.room_id = ?1 AND m.user_id = ?2",
@@ -680,7 +710,7 @@ impl RoomStore for SqliteStore {
     fn forget_room(&self, room_id: &str, user_id: &str) -> Result<()> {
         let (r, u) = (room_id.to_owned(), user_id.to_owned());
         self.write(move |c, _| {
-            c.execute(
+            cached_exec(c,
                 "UPDATE memberships SET forgotten = 1 WHERE user_id = ?2 AND room_nid = (SELECT nid FROM rooms WHERE room_id = ?1)",
                 [&r, &u],
             )?;

@@ -1,6 +1,6 @@
 //! Account data, receipts, to-device messages, notification counts, presence.
 
-use super::{json_col, optional, placeholders, SqliteStore};
+use super::{cached_exec, cached_row, json_col, optional, placeholders, SqliteStore};
 use crate::{PresenceRecord, ReceiptRecord, Result, StreamStore, ToDeviceRecord};
 use rusqlite::{params, params_from_iter};
 use serde_json::Value;
@@ -38,7 +38,7 @@ impl StreamStore for SqliteStore {
         );
         self.write(move |c, pos| {
             let p = pos.next();
-            c.execute(
+            cached_exec(c,
                 "INSERT INTO account_data(user_id, room_id, type, content, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos",
                 params![u, r, k, j, p as i64],
@@ -54,7 +54,7 @@ impl StreamStore for SqliteStore {
         kind: &str,
     ) -> Result<Option<Value>> {
         let json: Option<String> = self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT content FROM account_data WHERE user_id = ?1 AND room_id = ?2 AND type = ?3",
                 [user_id, room_id.unwrap_or(""), kind],
                 |r| r.get(0),
@@ -84,7 +84,7 @@ impl StreamStore for SqliteStore {
     fn put_receipt(&self, receipt: ReceiptRecord) -> Result<u64> {
         self.write(move |c, pos| {
             let p = pos.next();
-            c.execute(
+            cached_exec(c,
                 "INSERT INTO receipts(room_id, user_id, receipt_type, thread_id, event_id, event_pos, ts, stream_pos)
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT stream_pos FROM events WHERE event_id = ?5), ?6, ?7)
                  ON CONFLICT(room_id, user_id, receipt_type, thread_id) DO UPDATE SET event_id = excluded.event_id,
@@ -137,7 +137,8 @@ impl StreamStore for SqliteStore {
 
     fn read_position(&self, room_id: &str, user_id: &str) -> Result<Option<u64>> {
         self.read(|c| {
-            let p: Option<i64> = c.query_row(
+            let p: Option<i64> = cached_row(
+                c,
                 "SELECT MAX(event_pos) FROM receipts WHERE room_id = ?1 AND user_id = ?2
                  AND receipt_type IN ('m.read', 'm.read.private')",
                 [room_id, user_id],
@@ -170,7 +171,7 @@ impl StreamStore for SqliteStore {
         if from > 0 {
             let (u, d) = (user_id.to_owned(), device_id.to_owned());
             let acknowledged: bool = self.read(|c| {
-                Ok(c.query_row(
+                Ok(cached_row(c,
                     "SELECT EXISTS(SELECT 1 FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3)",
                     params![u, d, from as i64],
                     |r| r.get(0),
@@ -178,7 +179,7 @@ impl StreamStore for SqliteStore {
             })?;
             if acknowledged {
                 self.write(move |c, _| {
-                    c.execute(
+                    cached_exec(c,
                         "DELETE FROM to_device WHERE user_id = ?1 AND device_id = ?2 AND stream_pos <= ?3",
                         params![u, d, from as i64],
                     )?;
@@ -205,7 +206,8 @@ impl StreamStore for SqliteStore {
     fn notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
         let read = self.read_position(room_id, user_id)?.unwrap_or(0);
         self.read(|c| {
-            let (n, h): (i64, Option<i64>) = c.query_row(
+            let (n, h): (i64, Option<i64>) = cached_row(
+                c,
                 "SELECT COUNT(*), SUM(highlight) FROM notifications WHERE user_id = ?1
                  AND room_nid = (SELECT nid FROM rooms WHERE room_id = ?2) AND stream_pos > ?3",
                 params![user_id, room_id, read as i64],
@@ -229,7 +231,7 @@ impl StreamStore for SqliteStore {
         );
         self.write(move |c, pos| {
             let sp = pos.next();
-            c.execute(
+            cached_exec(c,
                 "INSERT INTO presence(user_id, presence, status_msg, last_active_ts, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
                    last_active_ts = excluded.last_active_ts, stream_pos = excluded.stream_pos",
@@ -241,7 +243,7 @@ impl StreamStore for SqliteStore {
 
     fn presence(&self, user_id: &str) -> Result<Option<PresenceRecord>> {
         self.read(|c| {
-            optional(c.query_row(
+            optional(cached_row(c,
                 "SELECT user_id, presence, status_msg, last_active_ts, stream_pos FROM presence WHERE user_id = ?1",
                 [user_id],
                 presence_row,
