@@ -63,6 +63,22 @@ class User:
     def req(self, method: str, path: str, body: Any = None, timeout: float = 60) -> dict[str, Any]:
         return call(self.base, method, path, self.token, body, timeout)
 
+    def upload(self, data: bytes, content_type: str) -> str:
+        req = urllib.request.Request(self.base + "/_matrix/media/v3/upload", data=data, method="POST")
+        req.add_header("Content-Type", content_type)
+        req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return json.loads(r.read())["content_uri"]
+
+    def download(self, mxc: str) -> tuple[str, bytes]:
+        """Content type and bytes of `mxc://server/id` through this user's server."""
+        server, media_id = mxc.removeprefix("mxc://").split("/", 1)
+        req = urllib.request.Request(
+            f"{self.base}/_matrix/client/v1/media/download/{quote(server)}/{quote(media_id)}")
+        req.add_header("Authorization", f"Bearer {self.token}")
+        with urllib.request.urlopen(req, timeout=60) as r:
+            return r.headers.get("Content-Type", ""), r.read()
+
     def create_room(self, **options: Any) -> str:
         return self.req("POST", "/_matrix/client/v3/createRoom", options)["room_id"]
 

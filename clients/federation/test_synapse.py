@@ -4,6 +4,7 @@ kicks and bans enforced on the other side, and Conifer catching up after a kill 
 
 from __future__ import annotations
 
+import secrets
 import time
 from urllib.parse import quote
 
@@ -173,3 +174,39 @@ def test_history_from_before_the_join_is_backfilled(conifer, pair):
         if not token or all(b in seen for b in early):
             break
     assert [b for b in reversed(seen) if b in early] == early, seen
+
+
+def test_media_crosses_servers_both_ways(conifer, pair):
+    carol, sam = pair
+    for owner, reader in ((carol, sam), (sam, carol)):
+        data = secrets.token_bytes(70_000)
+        mxc = owner.upload(data, "application/x-test")
+        kind, got = reader.download(mxc)
+        assert got == data, f"{reader.user_id} got other bytes for {mxc}"
+        assert kind.startswith("application/x-test")
+        # A second download is served from the reader's server's copy.
+        assert reader.download(mxc)[1] == data
+
+
+def test_room_directories_across_servers(conifer, pair):
+    carol, sam = pair
+    for owner, reader, server in ((carol, sam, conifer.name), (sam, carol, SYNAPSE_NAME)):
+        name = f"listed {secrets.token_hex(4)}"
+        room = owner.create_room(preset="public_chat", visibility="public", name=name)
+        listed = reader.req("POST", f"/_matrix/client/v3/publicRooms?server={quote(server)}",
+                            {"limit": 100, "filter": {"generic_search_term": name}})
+        assert room in [r["room_id"] for r in listed["chunk"]], listed
+
+
+def test_presence_crosses_servers(conifer, pair):
+    carol, sam = pair
+    shared_room(sam, carol, SYNAPSE_NAME)
+    for writer, reader in ((sam, carol), (carol, sam)):
+        status = f"busy {secrets.token_hex(3)}"
+        writer.req("PUT", f"/_matrix/client/v3/presence/{quote(writer.user_id)}/status",
+                   {"presence": "online", "status_msg": status})
+
+        def seen(s, user=writer.user_id, status=status):
+            return any(e["sender"] == user and e["content"].get("status_msg") == status
+                       for e in s.get("presence", {}).get("events", []))
+        reader.wait_for(f"{writer.user_id}'s presence", seen)

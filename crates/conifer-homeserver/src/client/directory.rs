@@ -144,19 +144,82 @@ async fn put_visibility(
 struct PublicRoomsQuery {
     limit: Option<usize>,
     since: Option<String>,
+    server: Option<String>,
 }
 
 async fn public_rooms_get(hs: Hs, _auth: MaybeAuth, Query(q): Query<PublicRoomsQuery>) -> Resp {
+    if let Some(server) = q
+        .server
+        .as_deref()
+        .filter(|s| *s != hs.server_name.as_str())
+    {
+        let mut body = json!({});
+        if let Some(l) = q.limit {
+            body["limit"] = json!(l);
+        }
+        if let Some(s) = &q.since {
+            body["since"] = json!(s);
+        }
+        return remote_public_rooms(&hs, server, body).await;
+    }
     public_rooms(&hs, q.limit, q.since.as_deref(), None)
 }
 
-async fn public_rooms_post(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
+#[derive(Deserialize)]
+struct ServerQuery {
+    server: Option<String>,
+}
+
+/// Another server's directory, asked on the client's behalf.
+async fn remote_public_rooms(hs: &Homeserver, server: &str, body: Value) -> Resp {
+    match hs
+        .federation_call(
+            server,
+            "POST",
+            "/_matrix/federation/v1/publicRooms",
+            Some(&body),
+        )
+        .await
+    {
+        Ok((200, v)) if v.get("chunk").is_some() => Ok(Json(v)),
+        Ok((status, _)) => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            format!("{server} answered {status} for its room directory"),
+        )),
+        Err(e) => Err(MatrixError::new(
+            axum::http::StatusCode::BAD_GATEWAY,
+            "M_UNKNOWN",
+            format!("cannot reach {server}: {e}"),
+        )),
+    }
+}
+
+async fn public_rooms_post(
+    hs: Hs,
+    _auth: Auth,
+    Query(q): Query<ServerQuery>,
+    Body(body): Body<Value>,
+) -> Resp {
+    if let Some(server) = q
+        .server
+        .as_deref()
+        .filter(|s| *s != hs.server_name.as_str())
+    {
+        return remote_public_rooms(&hs, server, body).await;
+    }
+    public_rooms_from_body(&hs, &body)
+}
+
+/// The directory as a `POST /publicRooms` body asks for it (limit, since,
+/// `filter.generic_search_term`).
+pub(crate) fn public_rooms_from_body(hs: &Homeserver, body: &Value) -> Resp {
     let term = body
         .pointer("/filter/generic_search_term")
         .and_then(Value::as_str)
         .map(str::to_lowercase);
     public_rooms(
-        &hs,
+        hs,
         body.get("limit")
             .and_then(Value::as_u64)
             .map(|l| l as usize),
@@ -174,7 +237,7 @@ fn state_str(hs: &Homeserver, room: &str, kind: &str, field: &str) -> Option<Str
         .map(str::to_owned)
 }
 
-fn public_rooms(
+pub(crate) fn public_rooms(
     hs: &Homeserver,
     limit: Option<usize>,
     since: Option<&str>,

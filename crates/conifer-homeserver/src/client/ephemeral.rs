@@ -158,11 +158,9 @@ async fn put_presence(
             "presence must be online, offline or unavailable",
         ));
     }
-    hs.store.set_presence(
-        &user,
-        presence,
-        body.get("status_msg").and_then(Value::as_str),
-        now_ms(),
-    )?;
+    let status_msg = body.get("status_msg").and_then(Value::as_str);
+    hs.store
+        .set_presence(&user, presence, status_msg, now_ms())?;
+    hs.federate_presence(&user, presence, status_msg);
     Ok(Json(json!({})))
 }

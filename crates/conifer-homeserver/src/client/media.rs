@@ -101,17 +101,17 @@ async fn upload(hs: Hs, auth: Auth, Query(q): Query<UploadQuery>, req: Request) 
     ))
 }
 
-fn local_media(hs: &Homeserver, server: &str, id: &str) -> ApiResult<MediaRecord> {
-    if server != hs.server_name.as_str() {
-        return Err(MatrixError::not_found("remote media is not available yet"));
-    }
-    hs.store
-        .media(id)?
-        .ok_or_else(|| MatrixError::not_found("media not found"))
+async fn serve(
+    hs: &Homeserver,
+    server: &str,
+    id: &str,
+    filename: Option<&str>,
+) -> ApiResult<Response> {
+    let m = hs.media_record(server, id).await?;
+    serve_record(hs, &m, filename)
 }
 
-fn serve(hs: &Homeserver, server: &str, id: &str, filename: Option<&str>) -> ApiResult<Response> {
-    let m = local_media(hs, server, id)?;
+fn serve_record(hs: &Homeserver, m: &MediaRecord, filename: Option<&str>) -> ApiResult<Response> {
     let bytes = hs
         .media
         .get(&m.sha256)
@@ -138,26 +138,26 @@ async fn download(
     _auth: Auth,
     Path((server, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    serve(&hs, &server, &id, None)
+    serve(&hs, &server, &id, None).await
 }
 async fn download_named(
     hs: Hs,
     _auth: Auth,
     Path((server, id, name)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    serve(&hs, &server, &id, Some(&name))
+    serve(&hs, &server, &id, Some(&name)).await
 }
 async fn download_legacy(
     hs: Hs,
     Path((server, id)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    serve(&hs, &server, &id, None)
+    serve(&hs, &server, &id, None).await
 }
 async fn download_named_legacy(
     hs: Hs,
     Path((server, id, name)): Path<(String, String, String)>,
 ) -> ApiResult<Response> {
-    serve(&hs, &server, &id, Some(&name))
+    serve(&hs, &server, &id, Some(&name)).await
 }
 
 #[derive(Deserialize)]
@@ -167,7 +167,7 @@ struct ThumbQuery {
     method: Option<String>,
 }
 
-fn thumb(hs: &Homeserver, server: &str, id: &str, q: &ThumbQuery) -> ApiResult<Response> {
+async fn thumb(hs: &Homeserver, server: &str, id: &str, q: &ThumbQuery) -> ApiResult<Response> {
     let (Some(w), Some(h)) = (q.width, q.height) else {
         return Err(MatrixError::missing_param("width and height"));
     };
@@ -176,13 +176,13 @@ fn thumb(hs: &Homeserver, server: &str, id: &str, q: &ThumbQuery) -> ApiResult<R
         Some("scale") | None => false,
         Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
     };
-    let m = local_media(hs, server, id)?;
+    let m = hs.media_record(server, id).await?;
     match hs.media.thumbnail(&m.sha256, w, h, crop) {
         Some((bytes, kind)) => {
             Ok(([(header::CONTENT_TYPE, kind)], Bytes::from(bytes)).into_response())
         }
         // Not an image we can scale: the spec allows serving the original.
-        None => serve(hs, server, id, None),
+        None => serve_record(hs, &m, None),
     }
 }
 
@@ -192,12 +192,12 @@ async fn thumbnail(
     Path((server, id)): Path<(String, String)>,
     Query(q): Query<ThumbQuery>,
 ) -> ApiResult<Response> {
-    thumb(&hs, &server, &id, &q)
+    thumb(&hs, &server, &id, &q).await
 }
 async fn thumbnail_legacy(
     hs: Hs,
     Path((server, id)): Path<(String, String)>,
     Query(q): Query<ThumbQuery>,
 ) -> ApiResult<Response> {
-    thumb(&hs, &server, &id, &q)
+    thumb(&hs, &server, &id, &q).await
 }

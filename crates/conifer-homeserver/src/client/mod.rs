@@ -6,7 +6,7 @@
 
 mod account;
 mod account_data;
-mod directory;
+pub(crate) mod directory;
 mod ephemeral;
 mod events;
 mod keys;

@@ -74,12 +74,10 @@ async fn sync_handler(hs: Hs, auth: Auth, Query(q): Query<SyncQuery>) -> Resp {
 fn set_presence_if_changed(hs: &Homeserver, user: &str, presence: &str) -> crate::ApiResult<()> {
     let current = hs.store.presence(user)?;
     if current.as_ref().is_none_or(|p| p.presence != presence) {
-        hs.store.set_presence(
-            user,
-            presence,
-            current.and_then(|p| p.status_msg).as_deref(),
-            now_ms(),
-        )?;
+        let status_msg = current.and_then(|p| p.status_msg);
+        hs.store
+            .set_presence(user, presence, status_msg.as_deref(), now_ms())?;
+        hs.federate_presence(user, presence, status_msg.as_deref());
     }
     Ok(())
 }

@@ -47,7 +47,7 @@ impl Homeserver {
         }
     }
 
-    fn queue_edu_to(&self, servers: Vec<String>, edu: Value) {
+    pub(crate) fn queue_edu_to(&self, servers: Vec<String>, edu: Value) {
         if servers.is_empty() {
             return;
         }
@@ -73,19 +73,6 @@ impl Homeserver {
             }});
             self.queue_edu_to(vec![server], edu);
         }
-    }
-
-    /// Servers sharing a room with `user`, other than this one.
-    fn servers_sharing(&self, user: &str) -> Vec<String> {
-        let users = self.store.users_sharing_rooms(user).unwrap_or_default();
-        let mut servers: Vec<String> = users
-            .iter()
-            .map(|u| server_of(u).to_owned())
-            .filter(|s| s != self.server_name.as_str())
-            .collect();
-        servers.sort();
-        servers.dedup();
-        servers
     }
 
     /// Marks `user`'s keys changed and tells the servers sharing a room with

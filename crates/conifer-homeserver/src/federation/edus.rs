@@ -1,5 +1,6 @@
 //! Outbound EDUs: typing and public read receipts of local users go to
-//! every other server with members in the room, through the outbox.
+//! every other server with members in the room, presence to every server
+//! sharing a room with the user, through the outbox; and inbound presence.
 
 use crate::federation::Signal;
 use crate::Homeserver;
@@ -77,5 +78,52 @@ impl Homeserver {
             room_id,
             json!({ "edu_type": "m.receipt", "content": { room_id: receipt } }),
         );
+    }
+
+    /// Servers sharing a room with `user`, other than this one.
+    pub(crate) fn servers_sharing(&self, user: &str) -> Vec<String> {
+        let users = self.store.users_sharing_rooms(user).unwrap_or_default();
+        self.remote_servers_of(
+            &users
+                .into_iter()
+                .map(|u| (u, String::new()))
+                .collect::<Vec<_>>(),
+        )
+    }
+
+    /// Tells the servers sharing a room with a local user of a presence change.
+    pub(crate) fn federate_presence(&self, user: &str, presence: &str, status_msg: Option<&str>) {
+        let mut entry = json!({ "user_id": user, "presence": presence, "last_active_ago": 0,
+            "currently_active": presence == "online" });
+        if let Some(m) = status_msg {
+            entry["status_msg"] = json!(m);
+        }
+        self.queue_edu_to(
+            self.servers_sharing(user),
+            json!({ "edu_type": "m.presence", "content": { "push": [entry] } }),
+        );
+    }
+
+    /// Presence of `origin`'s users, as their server reports it.
+    pub(crate) fn receive_presence(&self, origin: &str, content: &Value) {
+        for p in content["push"].as_array().into_iter().flatten() {
+            let (Some(user), Some(presence)) = (p["user_id"].as_str(), p["presence"].as_str())
+            else {
+                continue;
+            };
+            if crate::federation::e2ee::server_of(user) != origin
+                || !matches!(presence, "online" | "offline" | "unavailable")
+            {
+                continue;
+            }
+            let ago = p["last_active_ago"].as_u64().unwrap_or(0);
+            let at = crate::now_ms().saturating_sub(ago);
+            if let Err(e) = self
+                .store
+                .set_presence(user, presence, p["status_msg"].as_str(), at)
+            {
+                tracing::warn!(error = %e, "cannot store remote presence");
+            }
+        }
     }
 }

@@ -22,7 +22,7 @@ fn enc(s: &str) -> String {
 
 impl Homeserver {
     /// Sends one signed request to `destination` through the transport;
-    /// returns the status and the JSON body.
+    /// returns the status and the JSON body (`null` if it is not JSON).
     pub(crate) async fn federation_call(
         &self,
         destination: &str,
@@ -30,6 +30,23 @@ impl Homeserver {
         uri: &str,
         body: Option<&Value>,
     ) -> Result<(u16, Value), String> {
+        let (status, bytes) = self
+            .federation_call_raw(destination, method, uri, body)
+            .await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    /// [`Self::federation_call`] with the answer's bytes as they came.
+    pub(crate) async fn federation_call_raw(
+        &self,
+        destination: &str,
+        method: &str,
+        uri: &str,
+        body: Option<&Value>,
+    ) -> Result<(u16, Vec<u8>), String> {
         let transport = self.transport.get().ok_or("no federation transport")?;
         let authorization =
             sign_request(&self.key, method, uri, destination, body).map_err(|e| e.to_string())?;
@@ -43,10 +60,7 @@ impl Homeserver {
             })
             .await
             .map_err(|e| e.to_string())?;
-        Ok((
-            response.status,
-            serde_json::from_slice(&response.body).unwrap_or(Value::Null),
-        ))
+        Ok((response.status, response.body))
     }
 
     /// Joins `user` to a room hosted by one of `via`, trying each in turn.

@@ -11,6 +11,7 @@ mod history;
 pub(crate) mod join;
 mod join_out;
 mod keys;
+mod media;
 mod query;
 mod receive;
 mod sender;
@@ -67,10 +68,18 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         )
         .route("/_matrix/federation/v1/version", get(version))
         .route(
+            "/_matrix/federation/v1/media/download/:media_id",
+            get(media::download),
+        )
+        .route(
             "/_matrix/federation/v1/send/:txn",
             axum::routing::put(receive::send_transaction),
         )
         .route("/_matrix/federation/v1/query/profile", get(query::profile))
+        .route(
+            "/_matrix/federation/v1/publicRooms",
+            get(query::public_rooms_get).post(query::public_rooms_post),
+        )
         .route(
             "/_matrix/federation/v1/query/directory",
             get(query::directory),

@@ -157,3 +157,17 @@ pub async fn keys_claim(hs: Hs, auth: FederationAuth) -> Result<Json<Value>, Mat
     }
     Ok(Json(json!({ "one_time_keys": out })))
 }
+
+/// Our public room directory, for another server's users.
+pub async fn public_rooms_get(
+    hs: Hs,
+    axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
+    _auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    let limit = q.get("limit").and_then(|l| l.parse().ok());
+    crate::client::directory::public_rooms(&hs, limit, q.get("since").map(String::as_str), None)
+}
+
+pub async fn public_rooms_post(hs: Hs, auth: FederationAuth) -> Result<Json<Value>, MatrixError> {
+    crate::client::directory::public_rooms_from_body(&hs, &auth.body.unwrap_or(Value::Null))
+}

@@ -258,6 +258,7 @@ fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value) {
         Some(kind @ ("m.direct_to_device" | "m.device_list_update" | "m.signing_key_update")) => {
             hs.receive_e2ee_edu(origin, kind, content)
         }
-        _ => {} // Presence from other servers is not tracked.
+        Some("m.presence") => hs.receive_presence(origin, content),
+        _ => {}
     }
 }
