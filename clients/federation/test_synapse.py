@@ -210,3 +210,23 @@ def test_presence_crosses_servers(conifer, pair):
             return any(e["sender"] == user and e["content"].get("status_msg") == status
                        for e in s.get("presence", {}).get("events", []))
         reader.wait_for(f"{writer.user_id}'s presence", seen)
+
+
+def test_a_synapse_user_knocks_on_a_conifer_room(conifer, pair):
+    carol, sam = pair
+    room = carol.create_room(preset="private_chat", name="knock here",
+                             initial_state=[{"type": "m.room.join_rules", "state_key": "",
+                                             "content": {"join_rule": "knock"}}])
+    carol.sync(0)
+    sam.sync(0)
+    sam.req("POST", f"/_matrix/client/v3/knock/{quote(room)}?server_name={quote(conifer.name)}",
+            {"reason": "let me in"})
+    knock = carol.wait_for_event(room, lambda e: e["type"] == "m.room.member"
+                                 and e["state_key"] == sam.user_id, "the knock")
+    assert knock["content"]["membership"] == "knock"
+    assert knock["content"].get("reason") == "let me in"
+    # Sam's client shows the room's public face, from Conifer's send_knock answer.
+    state = sam.wait_for("the knocked room", lambda s: s.get("rooms", {}).get("knock", {}).get(room))
+    names = [e["content"].get("name") for e in state["knock_state"]["events"]
+             if e["type"] == "m.room.name"]
+    assert names == ["knock here"]

@@ -596,7 +596,11 @@ pub fn state_before_pos(
 
 /// Stripped state for an invite or knock: the room's public face plus the
 /// membership event itself.
-fn invite_state(hs: &Homeserver, room_id: &str, event_id: &str) -> ApiResult<Vec<Value>> {
+pub(crate) fn invite_state(
+    hs: &Homeserver,
+    room_id: &str,
+    event_id: &str,
+) -> ApiResult<Vec<Value>> {
     let state = hs.store.current_state(room_id)?;
     let mut out = Vec::new();
     for kind in [

@@ -21,14 +21,46 @@ fn server_of(user: &str) -> Option<&str> {
 
 pub async fn make_join(
     hs: Hs,
+    path: Path<(String, String)>,
+    query: RawQuery,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    make_membership(hs, path, query, auth, "join").await
+}
+
+/// `make_knock`: like `make_join`, for rooms whose join rule lets users knock.
+pub async fn make_knock(
+    hs: Hs,
+    path: Path<(String, String)>,
+    query: RawQuery,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    make_membership(hs, path, query, auth, "knock").await
+}
+
+/// `send_knock`: accepts the signed knock and answers with the room's
+/// stripped state, which the knocking user's client shows.
+pub async fn send_knock(
+    hs: Hs,
+    Path((room, event_id)): Path<(String, String)>,
+    auth: FederationAuth,
+) -> Result<Json<Value>, MatrixError> {
+    accept_membership(&hs, &room, &event_id, &auth, "knock").await?;
+    let state = crate::sync::invite_state(&hs, &room, &event_id)?;
+    Ok(Json(json!({ "knock_room_state": state })))
+}
+
+async fn make_membership(
+    hs: Hs,
     Path((room, user)): Path<(String, String)>,
     RawQuery(query): RawQuery,
     auth: FederationAuth,
+    membership: &str,
 ) -> Result<Json<Value>, MatrixError> {
     if server_of(&user) != Some(auth.origin.as_str()) {
-        return Err(MatrixError::forbidden(
-            "the joining user must be on the requesting server",
-        ));
+        return Err(MatrixError::forbidden(format!(
+            "the user to {membership} must be on the requesting server"
+        )));
     }
     let record = hs
         .store
@@ -53,7 +85,7 @@ pub async fn make_join(
         )
         .with_extra(json!({ "room_version": record.version })));
     }
-    let template = hs.membership_template(&room, &user, "join").await?;
+    let template = hs.membership_template(&room, &user, membership).await?;
     Ok(Json(
         json!({ "event": template, "room_version": record.version }),
     ))

@@ -66,6 +66,14 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
             "/_matrix/federation/v2/send_join/:room/:event",
             axum::routing::put(join::send_join),
         )
+        .route(
+            "/_matrix/federation/v1/make_knock/:room/:user",
+            get(join::make_knock),
+        )
+        .route(
+            "/_matrix/federation/v1/send_knock/:room/:event",
+            axum::routing::put(join::send_knock),
+        )
         .route("/_matrix/federation/v1/version", get(version))
         .route(
             "/_matrix/federation/v1/media/download/:media_id",
