@@ -230,3 +230,25 @@ def test_a_synapse_user_knocks_on_a_conifer_room(conifer, pair):
     names = [e["content"].get("name") for e in state["knock_state"]["events"]
              if e["type"] == "m.room.name"]
     assert names == ["knock here"]
+
+
+def test_conifer_notarises_synapse_keys(conifer):
+    import json as _json
+    import ssl
+    import urllib.request
+
+    insecure = ssl.create_default_context()
+    insecure.check_hostname = False
+    insecure.verify_mode = ssl.CERT_NONE
+
+    def get(server: str, path: str):
+        with urllib.request.urlopen(f"https://{server}{path}", context=insecure, timeout=30) as r:
+            return _json.loads(r.read())
+
+    direct = get(SYNAPSE_NAME, "/_matrix/key/v2/server")
+    answer = get(conifer.name, f"/_matrix/key/v2/query/{quote(SYNAPSE_NAME)}")
+    (keys,) = answer["server_keys"]
+    assert keys["verify_keys"] == direct["verify_keys"]
+    assert set(keys["signatures"]) == {SYNAPSE_NAME, conifer.name}
+    own = get(conifer.name, f"/_matrix/key/v2/query/{quote(conifer.name)}")["server_keys"][0]
+    assert own["server_name"] == conifer.name and own["signatures"].keys() == {conifer.name}

@@ -26,6 +26,19 @@ pub fn server_key_response(key: &ServerKey, valid_until_ts: u64) -> Result<Value
     serde_json::to_value(&object).map_err(|e| AuthError::BadKeyResponse(e.to_string()))
 }
 
+/// Adds our signature to another server's (already verified) key response,
+/// as a notary answering `/_matrix/key/v2/query` does.
+pub fn notary_sign(key: &ServerKey, response: &Value) -> Result<Value, AuthError> {
+    let Value::Object(map) = response.clone() else {
+        return Err(AuthError::BadKeyResponse("not an object".into()));
+    };
+    let mut object =
+        try_from_json_map(map).map_err(|e| AuthError::BadKeyResponse(e.to_string()))?;
+    sign_json(key.server_name.as_str(), &key.pair, &mut object)
+        .map_err(|e| AuthError::BadKeyResponse(e.to_string()))?;
+    serde_json::to_value(&object).map_err(|e| AuthError::BadKeyResponse(e.to_string()))
+}
+
 /// Checks a key response from `server` (its name, its self-signature by one
 /// of the keys it lists, and that it has not expired at `now_ms`) and
 /// returns its current keys.

@@ -32,6 +32,8 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
     Router::new()
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
+        .route("/_matrix/key/v2/query", axum::routing::post(keys::query))
+        .route("/_matrix/key/v2/query/:server", get(keys::query_one))
         .route("/_matrix/federation/v1/event/:event", get(history::event))
         .route("/_matrix/federation/v1/state/:room", get(history::state))
         .route(
