@@ -169,3 +169,18 @@ pub struct OutlierEvent {
     pub sender: String,
     pub depth: i64,
 }
+
+/// An invite to a room this server is not in.
+#[derive(Debug, Clone)]
+pub struct RemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+    pub event_id: String,
+    pub room_version: String,
+    /// The invite event, signed by both servers.
+    pub event: Value,
+    /// Stripped state events for the client's `invite_state`.
+    pub invite_state: Vec<Value>,
+    /// Set by the store.
+    pub stream_pos: u64,
+}

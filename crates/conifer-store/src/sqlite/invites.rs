@@ -1,0 +1,98 @@
+//! Invites to rooms this server is not in.
+
+use super::{json_col, optional, SqliteStore};
+use crate::{InviteStore, RemoteInvite, Result};
+use rusqlite::{params, Row};
+
+const COLUMNS: &str = "room_id, user_id, event_id, room_version, json, invite_state, stream_pos";
+
+type RawInvite = (String, String, String, String, String, String, i64);
+
+fn raw(r: &Row) -> rusqlite::Result<RawInvite> {
+    Ok((
+        r.get(0)?,
+        r.get(1)?,
+        r.get(2)?,
+        r.get(3)?,
+        r.get(4)?,
+        r.get(5)?,
+        r.get(6)?,
+    ))
+}
+
+fn decode(
+    (room_id, user_id, event_id, room_version, json, state, pos): RawInvite,
+) -> Result<RemoteInvite> {
+    let invite_state = match json_col(state)? {
+        serde_json::Value::Array(a) => a,
+        _ => Vec::new(),
+    };
+    Ok(RemoteInvite {
+        room_id,
+        user_id,
+        event_id,
+        room_version,
+        event: json_col(json)?,
+        invite_state,
+        stream_pos: pos as u64,
+    })
+}
+
+/// Drops a user's remote invite inside an ongoing write (the user joined).
+pub(crate) fn delete(c: &rusqlite::Connection, room_id: &str, user_id: &str) -> Result<()> {
+    c.execute(
+        "DELETE FROM remote_invites WHERE room_id = ?1 AND user_id = ?2",
+        [room_id, user_id],
+    )?;
+    Ok(())
+}
+
+impl InviteStore for SqliteStore {
+    fn put_remote_invite(&self, invite: RemoteInvite) -> Result<u64> {
+        self.write(move |c, pos| {
+            let p = pos.next();
+            c.execute(
+                &format!("INSERT OR REPLACE INTO remote_invites({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                params![
+                    invite.room_id,
+                    invite.user_id,
+                    invite.event_id,
+                    invite.room_version,
+                    invite.event.to_string(),
+                    serde_json::Value::Array(invite.invite_state).to_string(),
+                    p as i64
+                ],
+            )?;
+            Ok(p)
+        })
+    }
+
+    fn remote_invites(&self, user_id: &str) -> Result<Vec<RemoteInvite>> {
+        let rows: Vec<RawInvite> = self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "SELECT {COLUMNS} FROM remote_invites WHERE user_id = ?1 ORDER BY stream_pos"
+            ))?;
+            let rows = st.query_map([user_id], raw)?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })?;
+        rows.into_iter().map(decode).collect()
+    }
+
+    fn remote_invite(&self, room_id: &str, user_id: &str) -> Result<Option<RemoteInvite>> {
+        let row = self.read(|c| {
+            optional(c.query_row(
+                &format!(
+                    "SELECT {COLUMNS} FROM remote_invites WHERE room_id = ?1 AND user_id = ?2"
+                ),
+                [room_id, user_id],
+                raw,
+            ))
+        })?;
+        row.map(decode).transpose()
+    }
+
+    fn delete_remote_invite(&self, room_id: &str, user_id: &str) -> Result<()> {
+        let (r, u) = (room_id.to_owned(), user_id.to_owned());
+        self.write(move |c, _| delete(c, &r, &u))
+    }
+}
