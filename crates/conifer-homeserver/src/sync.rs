@@ -255,6 +255,21 @@ fn compute(
         }
     }
 
+    // Invites over federation to rooms this server is not in.
+    for inv in hs.store.remote_invites(user)? {
+        let is_new = w.initial || inv.stream_pos > w.from;
+        if !is_new || inv.stream_pos > w.to || !filter.wants_room(&inv.room_id) {
+            continue;
+        }
+        if memberships.iter().any(|m| m.room_id == inv.room_id) {
+            continue;
+        }
+        invite.insert(
+            inv.room_id.clone(),
+            json!({ "invite_state": { "events": inv.invite_state } }),
+        );
+    }
+
     let mut device_lists = json!({ "changed": [], "left": [] });
     let sharing = hs.store.users_sharing_rooms(user)?;
     if !w.initial {

@@ -6,6 +6,7 @@
 mod auth;
 mod edus;
 mod history;
+mod invite;
 pub(crate) mod join;
 mod join_out;
 mod keys;
@@ -62,6 +63,10 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .route(
             "/_matrix/federation/v2/send_join/:room/:event",
             axum::routing::put(join::send_join),
+        )
+        .route(
+            "/_matrix/federation/v2/invite/:room/:event",
+            axum::routing::put(invite::invite_v2),
         )
         .route("/_matrix/federation/v1/version", get(version))
         .route(
