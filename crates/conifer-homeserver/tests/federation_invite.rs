@@ -216,7 +216,7 @@ async fn create_room_invites_remote_users_over_federation() {
         .unwrap();
     assert_eq!(pl.content_value()["users"][BOB], 100);
 
-    // Rejecting forgets the invite.
+    // Rejecting tells ann's server and forgets the invite.
     let (status, r) = client(
         &p.two.hs,
         "POST",
@@ -227,6 +227,11 @@ async fn create_room_invites_remote_users_over_federation() {
     .await;
     assert_eq!(status, 200, "{r}");
     assert!(p.two.hs.store.remote_invite(&room, BOB).unwrap().is_none());
+    assert_eq!(
+        p.one.hs.membership(&room, BOB).unwrap().as_deref(),
+        Some("leave"),
+        "one.test learnt of the rejection"
+    );
 }
 
 #[tokio::test]

@@ -354,12 +354,8 @@ async fn leave(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Va
             .await?;
         }
         Some(_) => {}
-        None if hs.store.remote_invite(&room, &auth.user_id)?.is_some() => {
-            // An invite to a room on another server: forgotten here (the
-            // inviting server is not told yet).
-            hs.store.delete_remote_invite(&room, &auth.user_id)?;
-        }
-        None => return Err(MatrixError::forbidden("you are not in this room")),
+        // Perhaps an invite to a room on another server.
+        None => hs.reject_remote_invite(&room, &auth.user_id).await?,
     }
     Ok(Json(json!({})))
 }

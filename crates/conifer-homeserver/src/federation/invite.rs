@@ -11,6 +11,9 @@
 //! the invitee's server, and only the copy that server co-signed is then
 //! stored in the room (and sent to the other servers in it). The room's lock
 //! is held throughout, so the event still extends the room's tips.
+//!
+//! Rejecting an invite to a room this server is not in sends a `leave`
+//! through the inviting server (`make_leave`, `send_leave`).
 
 use super::join::federation_json;
 use super::receive::verified_pdu;
@@ -248,6 +251,73 @@ impl Homeserver {
             )));
         }
         self.accept_local(room_id, cache, signed, None).await
+    }
+
+    /// Rejects an invite to a room this server is not in: a `leave` through
+    /// the inviting server (`make_leave`, `send_leave`), then the invite is
+    /// forgotten. If the inviting server cannot be reached, the invite is
+    /// still forgotten here, as the user asked.
+    pub(crate) async fn reject_remote_invite(&self, room_id: &str, user: &str) -> ApiResult<()> {
+        let Some(invite) = self.store.remote_invite(room_id, user)? else {
+            return Err(MatrixError::forbidden("you are not in this room"));
+        };
+        let inviter = invite.event["sender"].as_str().and_then(server_of);
+        let servers = inviter
+            .into_iter()
+            .chain(room_id.split_once(':').map(|(_, s)| s));
+        let mut outcome = Err("no server to reject through".to_owned());
+        for server in servers {
+            outcome = self.leave_through(room_id, user, server).await;
+            match &outcome {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::info!(room = room_id, %server, error = %e, "remote reject failed")
+                }
+            }
+        }
+        if let Err(e) = outcome {
+            tracing::warn!(room = room_id, error = %e, "invite forgotten without telling the inviting server");
+        }
+        self.store.delete_remote_invite(room_id, user)?;
+        Ok(())
+    }
+
+    async fn leave_through(&self, room_id: &str, user: &str, server: &str) -> Result<(), String> {
+        let uri = format!(
+            "/_matrix/federation/v1/make_leave/{}/{}",
+            enc(room_id),
+            enc(user)
+        );
+        let (status, made) = self.federation_call(server, "GET", &uri, None).await?;
+        if status != 200 {
+            return Err(format!("make_leave answered {status}: {made}"));
+        }
+        let version = made["room_version"].as_str().unwrap_or("1").to_owned();
+        let mut template = made["event"].clone();
+        if template.get("origin_server_ts").is_none() {
+            template["origin_server_ts"] = json!(now_ms());
+        }
+        let ours = template["type"] == "m.room.member"
+            && template["sender"].as_str() == Some(user)
+            && template["state_key"].as_str() == Some(user)
+            && template["room_id"].as_str() == Some(room_id)
+            && template["content"]["membership"] == "leave";
+        if !ours {
+            return Err("make_leave returned something other than our leave".into());
+        }
+        let leave = sign_template(&version, template, &self.key).map_err(|e| e.to_string())?;
+        let uri = format!(
+            "/_matrix/federation/v2/send_leave/{}/{}",
+            enc(room_id),
+            enc(leave.event_id.as_str())
+        );
+        let (status, sent) = self
+            .federation_call(server, "PUT", &uri, Some(&federation_json(&leave)))
+            .await?;
+        if status != 200 {
+            return Err(format!("send_leave answered {status}: {sent}"));
+        }
+        Ok(())
     }
 
     /// Stripped state for an invitee: the room's public face and the
