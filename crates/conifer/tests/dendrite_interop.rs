@@ -99,13 +99,17 @@ impl Proc {
 
 impl Drop for Proc {
     fn drop(&mut self) {
+        let exited = self.child.try_wait().ok().flatten();
         let _ = self.child.kill();
         let _ = self.child.wait();
         if std::thread::panicking() {
+            if let Some(status) = exited {
+                eprintln!("--- {} had exited before the end: {status}", self.what);
+            }
             let text = std::fs::read_to_string(&self.log).unwrap_or_default();
             let lines: Vec<&str> = text.lines().collect();
             eprintln!("--- last lines of {} ({}):", self.what, self.log.display());
-            for l in &lines[lines.len().saturating_sub(60)..] {
+            for l in &lines[lines.len().saturating_sub(200)..] {
                 eprintln!("{l}");
             }
         }
@@ -186,6 +190,7 @@ fn start_conifer(dir: &Path, peer: &str) -> Conifer {
 /// A Go Pinecone relay (`cmd/pinecone`) with its TCP and WebSocket addresses.
 struct GoRelay {
     _proc: Proc,
+    key: String,
     tcp: String,
     ws: String,
 }
@@ -194,10 +199,16 @@ fn start_go_relay(bin: &Path, dir: &Path) -> GoRelay {
     let mut cmd = Command::new(bin);
     cmd.args(["-listen", "127.0.0.1:0", "-listenws", "127.0.0.1:0"]);
     let mut proc = Proc::spawn("go pinecone", cmd, dir.join("pinecone.log"));
+    let key: String = proc
+        .wait_line("Router identity: ")
+        .chars()
+        .take_while(char::is_ascii_hexdigit)
+        .collect();
     let tcp = format!("127.0.0.1:{}", proc.wait_line("Listening on 127.0.0.1:"));
     let ws = proc.wait_line("Listening for WebSockets on http://");
     GoRelay {
         _proc: proc,
+        key,
         tcp,
         ws: format!("ws://{ws}"),
     }
@@ -206,8 +217,19 @@ fn start_go_relay(bin: &Path, dir: &Path) -> GoRelay {
 /// One JSON request over HTTP/1.0, so that neither server chunks the
 /// answer (Dendrite does, over HTTP/1.1, for anything but small bodies).
 fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) -> Value {
+    try_call(port, method, path, token, body)
+        .unwrap_or_else(|e| panic!("{method} {path} on port {port}: {e}"))
+}
+
+fn try_call(
+    port: u16,
+    method: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+) -> std::io::Result<Value> {
     use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
@@ -215,13 +237,12 @@ fn call(port: u16, method: &str, path: &str, token: Option<&str>, body: &str) ->
         s,
         "{method} {path} HTTP/1.0\r\nHost: localhost\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
-    )
-    .unwrap();
+    )?;
     let mut out = Vec::new();
-    s.read_to_end(&mut out).unwrap();
+    s.read_to_end(&mut out)?;
     let out = String::from_utf8_lossy(&out);
     let body = out.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    serde_json::from_str(body).unwrap_or(Value::Null)
+    Ok(serde_json::from_str(body).unwrap_or(Value::Null))
 }
 
 fn enc(s: &str) -> String {
@@ -354,6 +375,20 @@ impl User {
         }
     }
 
+    /// Leaves (or declines the invite to) `room`.
+    fn leave(&self, room: &str) {
+        let r = self.call(
+            "POST",
+            &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
+            "{}",
+        );
+        assert!(
+            r.as_object().is_some_and(|o| o.is_empty()),
+            "{} leaves {room}: {r}",
+            self.id
+        );
+    }
+
     fn say(&self, room: &str, txn: &str, body: &str) {
         let r = self.call(
             "PUT",
@@ -484,6 +519,16 @@ fn invite_both_ways(conifer: &mut User, dendrite: &mut User) {
     dendrite.hears(&room, &conifer.id, "invite accepted");
     dendrite.say(&room, "d4", "welcome");
     conifer.hears(&room, &dendrite.id, "welcome");
+
+    // The Conifer user declines an invite; Dendrite sees the leave. (Not
+    // the other way round: Dendrite v0.13.8 declining an invite into a room
+    // it does not know yet races with storing that room, and the request
+    // sometimes dies on a nil room; a retry then finds no invite at all.)
+    let room = dendrite.create_room(r#"{"preset":"private_chat"}"#);
+    dendrite.invite(&room, &conifer.id);
+    conifer.invited_to(&room);
+    conifer.leave(&room);
+    dendrite.sees_member(&room, &conifer.id, "leave");
 }
 
 #[test]
@@ -525,20 +570,20 @@ fn conifer_and_dendrite_through_a_go_pinecone_relay() {
     chat_both_ways(&mut carol, &mut dave);
     invite_both_ways(&mut carol, &mut dave);
 
-    // Everything went through the relay: neither node peers with the other.
+    // Everything went through the relay: each node peers with it, not with the other.
     let status = call(c.port, "GET", "/manhole", None, "");
-    let peers: Vec<&Value> = status["peers"].as_array().into_iter().flatten().collect();
-    assert!(
-        !peers.is_empty() && peers.iter().all(|p| p["key"] != d.name.as_str()),
-        "Conifer peers with the relay only, not Dendrite: {status}"
-    );
+    let peers: Vec<&str> = status["peers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|p| p["key"].as_str())
+        .collect();
+    assert_eq!(peers, [relay.key.as_str()], "Conifer's peers: {status}");
     let status = call(d.port, "GET", "/pinecone", None, "");
-    let peers: Vec<&String> = status["peers"]
+    let mut peers: Vec<&String> = status["peers"]
         .as_object()
         .map(|p| p.keys().collect())
         .unwrap_or_default();
-    assert!(
-        !peers.contains(&&c.name),
-        "Dendrite has no peering with Conifer: {peers:?}"
-    );
+    peers.retain(|k| **k != d.name); // Its own router's local port.
+    assert_eq!(peers, [&relay.key], "Dendrite's peers: {status}");
 }
