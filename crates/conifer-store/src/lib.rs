@@ -340,11 +340,21 @@ pub trait OutboxStore: Send + Sync {
 }
 
 /// Invites to rooms this server is not in (received over federation), kept
-/// until the user joins the room or rejects the invite.
+/// until the user joins the room; a rejected one stays as a `leave`.
 pub trait InviteStore: Send + Sync {
-    /// Stores (or replaces) the invite at a new stream position, returned.
+    /// Stores (or replaces) the invite, as membership `invite`, at a new
+    /// stream position, returned.
     fn put_remote_invite(&self, invite: RemoteInvite) -> Result<u64>;
-    /// The user's pending remote invites.
+    /// Marks the invite rejected, with the user's leave event, at a new
+    /// stream position (returned; `None` if there was no invite).
+    fn reject_remote_invite(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        leave_event_id: &str,
+        leave: &Value,
+    ) -> Result<Option<u64>>;
+    /// The user's remote invites, rejected ones included.
     fn remote_invites(&self, user_id: &str) -> Result<Vec<RemoteInvite>>;
     fn remote_invite(&self, room_id: &str, user_id: &str) -> Result<Option<RemoteInvite>>;
     fn delete_remote_invite(&self, room_id: &str, user_id: &str) -> Result<()>;

@@ -13,6 +13,7 @@ fn invite(room: &str, user: &str, event_id: &str) -> RemoteInvite {
         user_id: user.into(),
         event_id: event_id.into(),
         room_version: "10".into(),
+        membership: "invite".into(),
         event: json!({ "type": "m.room.member", "state_key": user, "content": { "membership": "invite" } }),
         invite_state: vec![
             json!({ "type": "m.room.name", "state_key": "", "content": { "name": "Far away" } }),
@@ -98,6 +99,32 @@ fn invites_are_kept_per_user_until_joined() {
         .remote_invite("!a:far", "@you:here")
         .unwrap()
         .is_some());
+
+    // A rejection keeps the leave, at a new position; only once.
+    let leave = json!({ "type": "m.room.member", "content": { "membership": "leave" } });
+    let p5 = store
+        .reject_remote_invite("!b:far", "@me:here", "$leave", &leave)
+        .unwrap()
+        .expect("there was an invite");
+    assert!(p5 > p4);
+    let b = store.remote_invite("!b:far", "@me:here").unwrap().unwrap();
+    assert_eq!(
+        (b.membership.as_str(), b.event_id.as_str(), b.stream_pos),
+        ("leave", "$leave", p5)
+    );
+    assert_eq!(b.event, leave);
+    assert_eq!(
+        store
+            .reject_remote_invite("!b:far", "@me:here", "$again", &leave)
+            .unwrap(),
+        None
+    );
+    assert_eq!(
+        store
+            .reject_remote_invite("!c:far", "@me:here", "$x", &leave)
+            .unwrap(),
+        None
+    );
 
     store.delete_remote_invite("!b:far", "@me:here").unwrap();
     assert!(store.remote_invites("@me:here").unwrap().is_empty());

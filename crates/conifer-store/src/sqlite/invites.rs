@@ -4,9 +4,10 @@ use super::{json_col, optional, SqliteStore};
 use crate::{InviteStore, RemoteInvite, Result};
 use rusqlite::{params, Row};
 
-const COLUMNS: &str = "room_id, user_id, event_id, room_version, json, invite_state, stream_pos";
+const COLUMNS: &str =
+    "room_id, user_id, event_id, room_version, json, invite_state, stream_pos, membership";
 
-type RawInvite = (String, String, String, String, String, String, i64);
+type RawInvite = (String, String, String, String, String, String, i64, String);
 
 fn raw(r: &Row) -> rusqlite::Result<RawInvite> {
     Ok((
@@ -17,11 +18,12 @@ fn raw(r: &Row) -> rusqlite::Result<RawInvite> {
         r.get(4)?,
         r.get(5)?,
         r.get(6)?,
+        r.get(7)?,
     ))
 }
 
 fn decode(
-    (room_id, user_id, event_id, room_version, json, state, pos): RawInvite,
+    (room_id, user_id, event_id, room_version, json, state, pos, membership): RawInvite,
 ) -> Result<RemoteInvite> {
     let invite_state = match json_col(state)? {
         serde_json::Value::Array(a) => a,
@@ -32,6 +34,7 @@ fn decode(
         user_id,
         event_id,
         room_version,
+        membership,
         event: json_col(json)?,
         invite_state,
         stream_pos: pos as u64,
@@ -52,7 +55,7 @@ impl InviteStore for SqliteStore {
         self.write(move |c, pos| {
             let p = pos.next();
             c.execute(
-                &format!("INSERT OR REPLACE INTO remote_invites({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"),
+                &format!("INSERT OR REPLACE INTO remote_invites({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'invite')"),
                 params![
                     invite.room_id,
                     invite.user_id,
@@ -64,6 +67,38 @@ impl InviteStore for SqliteStore {
                 ],
             )?;
             Ok(p)
+        })
+    }
+
+    fn reject_remote_invite(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        leave_event_id: &str,
+        leave: &serde_json::Value,
+    ) -> Result<Option<u64>> {
+        let (r, u, id, json) = (
+            room_id.to_owned(),
+            user_id.to_owned(),
+            leave_event_id.to_owned(),
+            leave.to_string(),
+        );
+        self.write(move |c, pos| {
+            let pending: i64 = c.query_row(
+                "SELECT COUNT(*) FROM remote_invites WHERE room_id = ?1 AND user_id = ?2 AND membership = 'invite'",
+                [&r, &u],
+                |row| row.get(0),
+            )?;
+            if pending == 0 {
+                return Ok(None);
+            }
+            let p = pos.next();
+            c.execute(
+                "UPDATE remote_invites SET membership = 'leave', event_id = ?3, json = ?4, stream_pos = ?5
+                 WHERE room_id = ?1 AND user_id = ?2",
+                params![r, u, id, json, p as i64],
+            )?;
+            Ok(Some(p))
         })
     }
 
