@@ -216,7 +216,10 @@ async fn create_room_invites_remote_users_over_federation() {
         .unwrap();
     assert_eq!(pl.content_value()["users"][BOB], 100);
 
-    // Rejecting tells ann's server and forgets the invite.
+    // Rejecting tells ann's server, and bob's next sync shows the room left.
+    let (_, sync) = client(&p.two.hs, "GET", "/_matrix/client/v3/sync", "bob", None).await;
+    assert!(sync["rooms"]["invite"][&room].is_object(), "{sync}");
+    let since = sync["next_batch"].as_str().unwrap().to_owned();
     let (status, r) = client(
         &p.two.hs,
         "POST",
@@ -226,12 +229,86 @@ async fn create_room_invites_remote_users_over_federation() {
     )
     .await;
     assert_eq!(status, 200, "{r}");
-    assert!(p.two.hs.store.remote_invite(&room, BOB).unwrap().is_none());
     assert_eq!(
         p.one.hs.membership(&room, BOB).unwrap().as_deref(),
         Some("leave"),
         "one.test learnt of the rejection"
     );
+    let (_, sync) = client(
+        &p.two.hs,
+        "GET",
+        &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+        "bob",
+        None,
+    )
+    .await;
+    assert!(sync["rooms"]["invite"][&room].is_null(), "{sync}");
+    let left = &sync["rooms"]["leave"][&room]["timeline"]["events"][0];
+    assert_eq!(left["content"]["membership"], "leave", "{sync}");
+    assert_eq!(left["state_key"], BOB);
+    let on_one = p
+        .one
+        .hs
+        .state_event(&room, "m.room.member", BOB)
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        left["event_id"],
+        on_one.event_id.as_str(),
+        "the very leave one.test has"
+    );
+    // Rejecting twice is refused.
+    let (status, _) = client(
+        &p.two.hs,
+        "POST",
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        "bob",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 403);
+}
+
+#[tokio::test]
+async fn an_invite_is_rejected_even_when_the_inviting_server_is_gone() {
+    let p = pair();
+    let room = create_room(
+        &p.one.hs,
+        "ann",
+        json!({ "preset": "private_chat", "invite": [BOB] }),
+    )
+    .await;
+    assert!(p.two.hs.store.remote_invite(&room, BOB).unwrap().is_some());
+    p.net.servers.lock().unwrap().remove("one.test");
+    let (status, r) = client(
+        &p.two.hs,
+        "POST",
+        &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
+        "bob",
+        Some(json!({})),
+    )
+    .await;
+    assert_eq!(status, 200, "{r}");
+    let left = p.two.hs.store.remote_invite(&room, BOB).unwrap().unwrap();
+    assert_eq!(left.membership, "leave");
+    assert_eq!(left.event["content"]["membership"], "leave");
+    assert!(
+        signed_by(&left.event, "two.test"),
+        "signed here: {}",
+        left.event
+    );
+    assert_eq!(
+        left.event["prev_events"][0],
+        ann_invite_id(&p.one.hs, &room)
+    );
+}
+
+fn ann_invite_id(hs: &Homeserver, room: &str) -> String {
+    hs.state_event(room, "m.room.member", BOB)
+        .unwrap()
+        .unwrap()
+        .event_id
+        .to_string()
 }
 
 #[tokio::test]

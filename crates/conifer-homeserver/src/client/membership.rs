@@ -243,7 +243,8 @@ async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value, via: Vec<S
     if hs.store.room(room)?.is_none() {
         // Not here: join through the servers the client named, or the one in the room ID.
         let mut servers = via;
-        if let Some(invite) = hs.store.remote_invite(room, &auth.user_id)? {
+        let invite = hs.store.remote_invite(room, &auth.user_id)?;
+        if let Some(invite) = invite.filter(|i| i.membership == "invite") {
             if let Some((_, server)) = invite.event["sender"]
                 .as_str()
                 .and_then(|s| s.split_once(':'))

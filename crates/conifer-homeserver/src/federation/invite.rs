@@ -13,7 +13,8 @@
 //! is held throughout, so the event still extends the room's tips.
 //!
 //! Rejecting an invite to a room this server is not in sends a `leave`
-//! through the inviting server (`make_leave`, `send_leave`).
+//! through the inviting server (`make_leave`, `send_leave`); the leave is
+//! kept so that `/sync` shows the room under `rooms.leave`.
 
 use super::join::federation_json;
 use super::receive::verified_pdu;
@@ -153,6 +154,7 @@ pub async fn invite_v2(
             user_id: invitee.clone(),
             event_id: event_id.clone(),
             room_version: version,
+            membership: "invite".into(),
             event: cosigned.clone(),
             invite_state,
             stream_pos: 0,
@@ -254,12 +256,14 @@ impl Homeserver {
     }
 
     /// Rejects an invite to a room this server is not in: a `leave` through
-    /// the inviting server (`make_leave`, `send_leave`), then the invite is
-    /// forgotten. If the inviting server cannot be reached, the invite is
-    /// still forgotten here, as the user asked.
+    /// the inviting server (`make_leave`, `send_leave`). If no server can
+    /// be reached, the leave is only this server's (signed here, after the
+    /// invite), as the user asked all the same. Either way the leave is
+    /// kept so that `/sync` shows the room under `leave`.
     pub(crate) async fn reject_remote_invite(&self, room_id: &str, user: &str) -> ApiResult<()> {
-        let Some(invite) = self.store.remote_invite(room_id, user)? else {
-            return Err(MatrixError::forbidden("you are not in this room"));
+        let invite = match self.store.remote_invite(room_id, user)? {
+            Some(i) if i.membership == "invite" => i,
+            _ => return Err(MatrixError::forbidden("you are not in this room")),
         };
         let inviter = invite.event["sender"].as_str().and_then(server_of);
         let servers = inviter
@@ -269,20 +273,37 @@ impl Homeserver {
         for server in servers {
             outcome = self.leave_through(room_id, user, server).await;
             match &outcome {
-                Ok(()) => break,
+                Ok(_) => break,
                 Err(e) => {
                     tracing::info!(room = room_id, %server, error = %e, "remote reject failed")
                 }
             }
         }
-        if let Err(e) = outcome {
-            tracing::warn!(room = room_id, error = %e, "invite forgotten without telling the inviting server");
-        }
-        self.store.delete_remote_invite(room_id, user)?;
+        let leave = match outcome {
+            Ok(leave) => leave,
+            Err(e) => {
+                tracing::warn!(room = room_id, error = %e, "invite rejected without telling the inviting server");
+                let template = json!({
+                    "type": "m.room.member",
+                    "room_id": room_id,
+                    "sender": user,
+                    "state_key": user,
+                    "content": { "membership": "leave" },
+                    "origin_server_ts": now_ms(),
+                    "depth": invite.event["depth"].as_i64().unwrap_or(0) + 1,
+                    "prev_events": [invite.event_id],
+                    "auth_events": [invite.event_id],
+                });
+                sign_template(&invite.room_version, template, &self.key)?
+            }
+        };
+        let json = federation_json(&leave);
+        self.store
+            .reject_remote_invite(room_id, user, leave.event_id.as_str(), &json)?;
         Ok(())
     }
 
-    async fn leave_through(&self, room_id: &str, user: &str, server: &str) -> Result<(), String> {
+    async fn leave_through(&self, room_id: &str, user: &str, server: &str) -> Result<Pdu, String> {
         let uri = format!(
             "/_matrix/federation/v1/make_leave/{}/{}",
             enc(room_id),
@@ -317,7 +338,7 @@ impl Homeserver {
         if status != 200 {
             return Err(format!("send_leave answered {status}: {sent}"));
         }
-        Ok(())
+        Ok(leave)
     }
 
     /// Stripped state for an invitee: the room's public face and the
