@@ -15,7 +15,7 @@
 //! ```
 
 mod common;
-use common::{free_port, wait_for_port};
+use common::wait_for_port;
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
@@ -23,6 +23,32 @@ use std::time::{Duration, Instant};
 
 /// How long anything crossing the overlay may take.
 const DEADLINE: Duration = Duration::from_secs(60);
+
+/// A free port below the kernel's ephemeral range. Listeners that ask for
+/// port 0 (Dendrite's LAN listener, say) get ports from that range, so a
+/// port from it, free a moment ago, may be taken by one of them before the
+/// client API that was meant to have it binds it.
+fn free_port() -> u16 {
+    use std::sync::atomic::{AtomicU16, Ordering};
+    static NEXT: AtomicU16 = AtomicU16::new(0);
+    let low: u16 = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse().ok())
+        .unwrap_or(32768);
+    let _ = NEXT.compare_exchange(
+        0,
+        low.saturating_sub(2000),
+        Ordering::SeqCst,
+        Ordering::SeqCst,
+    );
+    loop {
+        let port = NEXT.fetch_add(1, Ordering::SeqCst);
+        assert!(port < low, "no free port below {low}");
+        if std::net::TcpListener::bind(("0.0.0.0", port)).is_ok() {
+            return port;
+        }
+    }
+}
 
 /// The binary named by `var`, or `None` (test skipped) outside CI.
 fn binary(var: &str) -> Option<PathBuf> {
@@ -441,6 +467,18 @@ impl User {
         })
     }
 
+    /// Waits until `/sync` shows `room` under `leave` with this user's leave.
+    fn left(&mut self, room: &str) {
+        let me = self.id.clone();
+        self.until(&format!("{room} under leave"), |r| {
+            r["rooms"]["leave"][room]["timeline"]["events"]
+                .as_array()?
+                .iter()
+                .find(|e| e["state_key"] == me.as_str() && e["content"]["membership"] == "leave")
+                .cloned()
+        });
+    }
+
     /// The membership of `member` in `room` from this user's server's state.
     fn membership_of(&self, room: &str, member: &str) -> Value {
         let r = self.call(
@@ -528,6 +566,7 @@ fn invite_both_ways(conifer: &mut User, dendrite: &mut User) {
     dendrite.invite(&room, &conifer.id);
     conifer.invited_to(&room);
     conifer.leave(&room);
+    conifer.left(&room);
     dendrite.sees_member(&room, &conifer.id, "leave");
 }
 
