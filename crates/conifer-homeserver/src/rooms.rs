@@ -40,7 +40,7 @@ impl Homeserver {
             .clone()
     }
 
-    fn load_room_cache(&self, room_id: &str) -> ApiResult<RoomCache> {
+    pub(crate) fn load_room_cache(&self, room_id: &str) -> ApiResult<RoomCache> {
         let room = self
             .store
             .room(room_id)?
@@ -187,7 +187,7 @@ impl Homeserver {
     }
 
     /// Authorizes and persists an event built on `cache`, then advances the cache.
-    async fn accept_local(
+    pub(crate) async fn accept_local(
         &self,
         room_id: &str,
         cache: &mut RoomCache,
@@ -636,7 +636,16 @@ impl Homeserver {
                 return Err(MatrixError::room_in_use("room alias already taken"));
             }
         }
-        let mut templates = create_room_events(&options).into_iter();
+        // Invites of users on other servers need those servers' co-signature:
+        // the caller sends them once the room exists (`invite_remote`).
+        let mut templates = create_room_events(&options)
+            .into_iter()
+            .filter(|t| {
+                let remote = t.state_key.as_deref().is_some_and(|u| !self.is_local(u));
+                !(t.kind == "m.room.member" && t.content["membership"] == "invite" && remote)
+            })
+            .collect::<Vec<_>>()
+            .into_iter();
         let create = templates.next().expect("the create event comes first");
         let creator = OwnedUserId::try_from(options.creator.as_str())
             .map_err(|_| MatrixError::invalid_param("bad user ID"))?;

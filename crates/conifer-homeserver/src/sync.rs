@@ -3,7 +3,7 @@
 //! reads, so a write that lands between the read and the wait still wakes it.
 
 use crate::error::ApiResult;
-use crate::format::{client_event, stripped_state, without_room_id};
+use crate::format::{client_event, client_event_from_value, stripped_state, without_room_id};
 use crate::{now_ms, push, Auth, Homeserver};
 use conifer_store::StoredEvent;
 use serde_json::{json, Map, Value};
@@ -252,6 +252,33 @@ fn compute(
                 }
             }
             _ => {}
+        }
+    }
+
+    // Invites over federation to rooms this server is not in, and the
+    // rejections of such invites since the last sync.
+    for inv in hs.store.remote_invites(user)? {
+        let is_new = w.initial || inv.stream_pos > w.from;
+        if !is_new || inv.stream_pos > w.to || !filter.wants_room(&inv.room_id) {
+            continue;
+        }
+        if memberships.iter().any(|m| m.room_id == inv.room_id) {
+            continue;
+        }
+        if inv.membership == "invite" {
+            invite.insert(
+                inv.room_id.clone(),
+                json!({ "invite_state": { "events": inv.invite_state } }),
+            );
+        } else if !w.initial || filter.include_leave {
+            let event = without_room_id(client_event_from_value(
+                &inv.event,
+                &inv.event_id,
+                &inv.room_id,
+                None,
+                now_ms(),
+            ));
+            leave.insert(inv.room_id.clone(), json!({ "timeline": { "events": [event] }, "state": { "events": [] }, "account_data": { "events": [] } }));
         }
     }
 

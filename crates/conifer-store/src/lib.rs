@@ -42,10 +42,14 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The full storage interface the homeserver needs.
 pub trait Store:
-    AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore
+    AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore + InviteStore
 {
 }
-impl<T: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore> Store for T {}
+impl<
+        T: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore + InviteStore,
+    > Store for T
+{
+}
 
 /// Users, devices, access tokens, filters and profiles.
 pub trait AccountStore: Send + Sync {
@@ -349,4 +353,25 @@ pub trait OutboxStore: Send + Sync {
     fn outbox_destinations(&self) -> Result<Vec<String>>;
     /// Records an inbound transaction; `false` if it was already processed.
     fn record_inbound_txn(&self, origin: &str, txn_id: &str) -> Result<bool>;
+}
+
+/// Invites to rooms this server is not in (received over federation), kept
+/// until the user joins the room; a rejected one stays as a `leave`.
+pub trait InviteStore: Send + Sync {
+    /// Stores (or replaces) the invite, as membership `invite`, at a new
+    /// stream position, returned.
+    fn put_remote_invite(&self, invite: RemoteInvite) -> Result<u64>;
+    /// Marks the invite rejected, with the user's leave event, at a new
+    /// stream position (returned; `None` if there was no invite).
+    fn reject_remote_invite(
+        &self,
+        room_id: &str,
+        user_id: &str,
+        leave_event_id: &str,
+        leave: &Value,
+    ) -> Result<Option<u64>>;
+    /// The user's remote invites, rejected ones included.
+    fn remote_invites(&self, user_id: &str) -> Result<Vec<RemoteInvite>>;
+    fn remote_invite(&self, room_id: &str, user_id: &str) -> Result<Option<RemoteInvite>>;
+    fn delete_remote_invite(&self, room_id: &str, user_id: &str) -> Result<()>;
 }

@@ -182,3 +182,22 @@ pub struct OutlierEvent {
     pub sender: String,
     pub depth: i64,
 }
+
+/// An invite to a room this server is not in.
+#[derive(Debug, Clone)]
+pub struct RemoteInvite {
+    pub room_id: String,
+    pub user_id: String,
+    /// The ID of `event`.
+    pub event_id: String,
+    pub room_version: String,
+    /// `invite`, or `leave` once the user rejected it.
+    pub membership: String,
+    /// The invite event, signed by both servers; after a rejection, the
+    /// user's leave event.
+    pub event: Value,
+    /// Stripped state events for the client's `invite_state`.
+    pub invite_state: Vec<Value>,
+    /// Set by the store.
+    pub stream_pos: u64,
+}

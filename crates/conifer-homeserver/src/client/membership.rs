@@ -109,6 +109,12 @@ async fn create_room(hs: Hs, auth: Auth, Body(body): Body<CreateRoomBody>) -> Re
         None => None,
     };
     let me = hs.store.user(&auth.user_id)?;
+    let remote_invites: Vec<String> = body
+        .invite
+        .iter()
+        .filter(|u| !hs.is_local(u))
+        .cloned()
+        .collect();
     let options = CreateRoomOptions {
         version,
         creator: auth.user_id.clone(),
@@ -134,6 +140,19 @@ async fn create_room(hs: Hs, auth: Auth, Body(body): Body<CreateRoomBody>) -> Re
         is_direct: body.is_direct,
     };
     let room = hs.create_room(options, public, alias).await?;
+    for invitee in remote_invites {
+        let mut content = json!({ "membership": "invite" });
+        if body.is_direct {
+            content["is_direct"] = json!(true);
+        }
+        let template = EventTemplate {
+            kind: "m.room.member".into(),
+            state_key: Some(invitee),
+            content,
+            redacts: None,
+        };
+        hs.invite_remote(&room, &auth.user_id, template).await?;
+    }
     Ok(Json(json!({ "room_id": room })))
 }
 
@@ -197,7 +216,12 @@ async fn membership_event(
         content,
         redacts: None,
     };
-    hs.send_event(room, &auth.user_id, template, None).await?;
+    if membership == "invite" && !hs.is_local(target) {
+        // The invitee's server co-signs the invite first.
+        hs.invite_remote(room, &auth.user_id, template).await?;
+    } else {
+        hs.send_event(room, &auth.user_id, template, None).await?;
+    }
     Ok(())
 }
 
@@ -219,6 +243,15 @@ async fn join(hs: &Homeserver, auth: &Auth, room: &str, body: &Value, via: Vec<S
     if hs.store.room(room)?.is_none() {
         // Not here: join through the servers the client named, or the one in the room ID.
         let mut servers = via;
+        let invite = hs.store.remote_invite(room, &auth.user_id)?;
+        if let Some(invite) = invite.filter(|i| i.membership == "invite") {
+            if let Some((_, server)) = invite.event["sender"]
+                .as_str()
+                .and_then(|s| s.split_once(':'))
+            {
+                servers.push(server.to_owned());
+            }
+        }
         if let Some((_, server)) = room.split_once(':') {
             servers.push(server.to_owned());
         }
@@ -322,7 +355,8 @@ async fn leave(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Va
             .await?;
         }
         Some(_) => {}
-        None => return Err(MatrixError::forbidden("you are not in this room")),
+        // Perhaps an invite to a room on another server.
+        None => hs.reject_remote_invite(&room, &auth.user_id).await?,
     }
     Ok(Json(json!({})))
 }

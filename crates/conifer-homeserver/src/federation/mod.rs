@@ -8,6 +8,7 @@ pub(crate) mod e2ee;
 mod edus;
 mod gaps;
 mod history;
+mod invite;
 pub(crate) mod join;
 mod join_out;
 mod keys;
@@ -75,6 +76,10 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .route(
             "/_matrix/federation/v1/send_knock/:room/:event",
             axum::routing::put(join::send_knock),
+        )
+        .route(
+            "/_matrix/federation/v2/invite/:room/:event",
+            axum::routing::put(invite::invite_v2),
         )
         .route("/_matrix/federation/v1/version", get(version))
         .route(

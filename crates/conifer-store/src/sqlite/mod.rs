@@ -7,6 +7,7 @@
 //! connections that see the last committed state.
 
 mod accounts;
+mod invites;
 mod keys;
 mod media;
 mod outbox;
@@ -175,7 +176,11 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 /// Schema steps: step N takes a database from version N to N + 1.
-const MIGRATIONS: [&str; 2] = [include_str!("schema.sql"), include_str!("schema_v2.sql")];
+const MIGRATIONS: [&str; 3] = [
+    include_str!("schema.sql"),
+    include_str!("schema_v2.sql"),
+    include_str!("schema_v3.sql"),
+];
 
 fn migrate(conn: &mut Connection) -> Result<()> {
     let version: i64 = conn.query_row("PRAGMA user_version", [], |r| r.get(0))?;
@@ -202,6 +207,7 @@ fn max_stream_pos(conn: &Connection) -> Result<u64> {
         SELECT MAX(stream_pos) FROM to_device UNION ALL
         SELECT MAX(stream_pos) FROM presence UNION ALL
         SELECT MAX(stream_pos) FROM key_changes UNION ALL
+        SELECT MAX(stream_pos) FROM remote_invites UNION ALL
         SELECT MAX(stream_pos) FROM memberships)";
     let max: Option<i64> = conn.query_row(sql, [], |r| r.get(0))?;
     Ok(max.unwrap_or(0) as u64)

@@ -390,6 +390,8 @@ impl RoomStore for SqliteStore {
                 }
             }
             cached_exec(c, "UPDATE rooms SET state_group = ?2 WHERE nid = ?1", [room, group])?;
+            // An invite that brought the user here is answered.
+            super::invites::delete(c, &room_id, &join.sender)?;
             persist(c, pos, join)
         })
     }
