@@ -252,3 +252,18 @@ def test_conifer_notarises_synapse_keys(conifer):
     assert set(keys["signatures"]) == {SYNAPSE_NAME, conifer.name}
     own = get(conifer.name, f"/_matrix/key/v2/query/{quote(conifer.name)}")["server_keys"][0]
     assert own["server_name"] == conifer.name and own["signatures"].keys() == {conifer.name}
+
+
+@pytest.mark.parametrize("inviter_side", ["conifer", "synapse"])
+def test_invites_cross_servers_both_ways(conifer, pair, inviter_side):
+    carol, sam = pair
+    inviter, invitee = (carol, sam) if inviter_side == "conifer" else (sam, carol)
+    room = inviter.create_room(preset="private_chat", name=f"private {inviter_side}")
+    invitee.sync(0)
+    inviter.req("POST", f"/_matrix/client/v3/rooms/{quote(room)}/invite", {"user_id": invitee.user_id})
+    invite = invitee.wait_for("the invite", lambda s: s.get("rooms", {}).get("invite", {}).get(room))
+    names = [e["content"].get("name") for e in invite["invite_state"]["events"] if e["type"] == "m.room.name"]
+    assert names == [f"private {inviter_side}"]
+    assert invitee.join(room) == room
+    invitee.send(room, "thanks for the invite")
+    assert inviter.wait_for_message(room, "thanks for the invite")["sender"] == invitee.user_id
