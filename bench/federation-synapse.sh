@@ -11,7 +11,7 @@ cargo build --release -q -p conifer
 dir="$(mktemp -d)"
 SYNAPSE_FEDERATION_PORT=18458 SYNAPSE_PORT=18028 SYNAPSE_FRESH=1 clients/synapse/start.sh "$dir/synapse" >/dev/null
 mkdir -p "$dir/conifer"
-printf '[federation]\ninsecure_skip_verify = ["127.0.0.1:18458"]\nip_range_allow = ["127.0.0.0/8"]\n' > "$dir/conifer/conifer.toml"
+printf '[federation]\ninsecure_skip_verify = ["127.0.0.1:18458"]\nip_range_allow = ["127.0.0.0/8"]\nallowed_servers = ["127.0.0.1:18458"]\n' > "$dir/conifer/conifer.toml"
 CONIFER_RATE_LIMITS=false target/release/conifer run --config "$dir/conifer/conifer.toml" \
     --server-name 127.0.0.1:18459 --federation-addr 127.0.0.1:18459 --client-addr 127.0.0.1:18029 \
     --data-dir "$dir/conifer/data" > "$dir/conifer/log" 2>&1 &

@@ -43,6 +43,7 @@ class Conifer:
             "[federation]\n"
             f'insecure_skip_verify = ["{SYNAPSE_NAME}"]\n'
             'ip_range_allow = ["127.0.0.0/8", "::1/128"]\n'
+            f'allowed_servers = ["{SYNAPSE_NAME}"]\n'
         )
         self.log = open(data / "conifer.log", "ab")
         self.proc: subprocess.Popen | None = None

@@ -20,6 +20,29 @@ pub struct Config {
     pub media: MediaConfig,
     pub rate_limits: RateLimitConfig,
     pub federation: FederationConfig,
+    pub overlay: OverlayConfig,
+}
+
+/// The overlay of a P2P node (ignored with a classic server name).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverlayConfig {
+    /// TCP address for overlay peerings, e.g. "0.0.0.0:65432". Off when unset.
+    pub listen: Option<SocketAddr>,
+    /// Static peers: "host:port" (TCP) or "ws://host:port/path".
+    pub peers: Vec<String>,
+    /// Discover peers on the LAN by multicast.
+    pub multicast: bool,
+}
+
+impl Default for OverlayConfig {
+    fn default() -> Self {
+        Self {
+            listen: None,
+            peers: Vec::new(),
+            multicast: true,
+        }
+    }
 }
 
 /// Federation over HTTPS, for classic (DNS or IP-literal) server names. A P2P
@@ -43,6 +66,9 @@ pub struct FederationConfig {
     /// CIDR ranges outbound federation may reach although private (loopback
     /// and RFC 1918 ranges are refused by default).
     pub ip_range_allow: Vec<String>,
+    /// If set, the only servers outbound federation talks to (a closed
+    /// federation, or a test that must not look anything else up).
+    pub allowed_servers: Option<Vec<String>>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -107,6 +133,7 @@ impl Default for Config {
             media: MediaConfig::default(),
             rate_limits: RateLimitConfig::default(),
             federation: FederationConfig::default(),
+            overlay: OverlayConfig::default(),
         }
     }
 }

@@ -19,7 +19,7 @@ mod rooms;
 mod sync;
 mod typing;
 
-pub use config::{Config, FederationConfig};
+pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
 pub use error::{ApiResult, MatrixError};
 pub use extract::Auth;

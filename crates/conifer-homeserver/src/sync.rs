@@ -137,7 +137,18 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
         ),
         None => None,
     };
-    let deadline = tokio::time::Instant::now() + req.timeout;
+    // A token from ahead of this server's streams (a restored database, or a
+    // made-up token) is answered at once from where the server is, rather
+    // than left to wait for positions that may never come.
+    let ahead = since.is_some_and(|(pos, typing)| {
+        pos > hs.store.stream_position() || typing > hs.typing.serial()
+    });
+    let timeout = if ahead {
+        std::time::Duration::ZERO
+    } else {
+        req.timeout
+    };
+    let deadline = tokio::time::Instant::now() + timeout;
     let mut store_rx = hs.store.subscribe();
     let mut typing_rx = hs.typing.subscribe();
     loop {

@@ -315,3 +315,16 @@ async fn notification_counts_follow_push_rules_and_receipts() {
         0
     );
 }
+
+#[tokio::test]
+async fn a_since_token_from_ahead_of_the_server_is_answered_at_once() {
+    let s = TestServer::start().await;
+    let u = s.register("ahead").await;
+    let started = std::time::Instant::now();
+    let r = s.sync(&u, Some("s999999999_0"), 30_000).await;
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(5),
+        "the long-poll waited"
+    );
+    assert!(r["next_batch"].as_str().is_some(), "{r}");
+}

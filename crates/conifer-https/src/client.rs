@@ -36,6 +36,9 @@ pub struct ClientSettings {
     /// CIDR ranges let through the private-address filter
     /// (for example `127.0.0.0/8` in tests).
     pub ip_range_allow: Vec<String>,
+    /// If set, the only destinations requests go to; others fail at once,
+    /// before any lookup.
+    pub allowed_servers: Option<Vec<String>>,
 }
 
 pub struct HttpsTransport {
@@ -43,6 +46,7 @@ pub struct HttpsTransport {
     verifying: Arc<ClientConfig>,
     unverified: Arc<ClientConfig>,
     insecure: Vec<String>,
+    allowed: Option<Vec<String>>,
     idle: Mutex<HashMap<String, Vec<Sender>>>,
 }
 
@@ -64,6 +68,7 @@ impl HttpsTransport {
             verifying,
             unverified: tls::unverified_client()?,
             insecure: settings.insecure_skip_verify.clone(),
+            allowed: settings.allowed_servers.clone(),
             idle: Mutex::new(HashMap::new()),
         })
     }
@@ -118,6 +123,14 @@ impl HttpsTransport {
     }
 
     async fn request(&self, r: FederationRequest) -> Result<FederationResponse, TransportError> {
+        if let Some(allowed) = &self.allowed {
+            if !allowed.contains(&r.destination) {
+                return Err(TransportError::Unreachable(format!(
+                    "{} is not among federation.allowed_servers",
+                    r.destination
+                )));
+            }
+        }
         let (mut sender, host) = self.sender(&r.destination).await?;
         let mut request = hyper::Request::builder()
             .method(r.method.as_str())

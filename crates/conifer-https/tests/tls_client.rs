@@ -117,3 +117,17 @@ async fn private_addresses_are_refused_unless_allowed() {
     let err = version(strict, &server).await.unwrap_err().to_string();
     assert!(err.contains("ip_range_allow"), "{err}");
 }
+
+#[tokio::test]
+async fn only_allowed_servers_are_contacted_when_a_list_is_set() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = listener(&ca_and_leaf(dir.path())).await;
+    let closed = ClientSettings {
+        ip_range_allow: loopback(),
+        insecure_skip_verify: vec![server.clone()],
+        allowed_servers: Some(vec!["127.0.0.1:1".into()]),
+        ..Default::default()
+    };
+    let err = version(closed, &server).await.unwrap_err().to_string();
+    assert!(err.contains("allowed_servers"), "{err}");
+}

@@ -69,6 +69,13 @@ impl RunArgs {
         if let Some(a) = self.federation_addr {
             config.federation.listen = Some(a);
         }
+        if let Some(a) = self.listen {
+            config.overlay.listen = Some(a);
+        }
+        config.overlay.peers.extend(self.peers.iter().cloned());
+        if self.no_multicast {
+            config.overlay.multicast = false;
+        }
         config.validate()?;
         Ok(config)
     }
@@ -92,6 +99,7 @@ impl RunArgs {
         };
         let listen = config.client.listen;
         let federation = config.federation.clone();
+        let overlay = config.overlay.clone();
         let hs = Homeserver::open(config, &server_name, &key_version, &identity.seed())
             .context("cannot start the homeserver")?;
         let listener = tokio::net::TcpListener::bind(listen)
@@ -103,7 +111,7 @@ impl RunArgs {
         println!("client API   http://{listen_addr}");
 
         let node = if p2p {
-            Some(self.start_overlay(identity, &hs).await?)
+            Some(start_overlay(&overlay, identity, &hs).await?)
         } else {
             start_https_federation(&hs, &federation, &name).await?;
             None
@@ -146,38 +154,38 @@ impl RunArgs {
         }
         Ok(())
     }
+}
 
-    /// Starts the overlay node and federation over it: the homeserver's
-    /// federation routes are served on QUIC sessions (ALPN `matrix`) and its
-    /// outbound requests are dialled the same way.
-    async fn start_overlay(
-        &self,
-        identity: conifer_overlay::Identity,
-        hs: &Arc<Homeserver>,
-    ) -> anyhow::Result<Node> {
-        let (node, deliveries) = Node::start(identity.clone(), RouterConfig::default());
-        let (sessions, _other) = Sessions::start(&node, &identity, deliveries, &[MATRIX_ALPN])
-            .map_err(|e| anyhow::anyhow!("cannot start QUIC sessions: {e}"))?;
-        serve_router(&sessions, MATRIX_ALPN, federation::router(hs.clone()));
-        let _ = hs.transport.set(Arc::new(OverlayTransport { sessions }));
-        hs.start_federation_sender();
-        if let Some(addr) = self.listen {
-            let bound = node
-                .listen_tcp(addr)
-                .await
-                .with_context(|| format!("cannot listen for TCP on {addr}"))?;
-            println!("overlay      tcp://{bound}");
-        }
-        if !self.no_multicast {
-            if let Err(e) = node.start_multicast().await {
-                tracing::warn!(error = %e, "LAN discovery is off; use --peer to reach other nodes");
-            }
-        }
-        for peer in &self.peers {
-            node.add_static_peer(peer.clone());
-        }
-        Ok(node)
+/// Starts the overlay node and federation over it: the homeserver's
+/// federation routes are served on QUIC sessions (ALPN `matrix`) and its
+/// outbound requests are dialled the same way.
+async fn start_overlay(
+    overlay: &conifer_homeserver::OverlayConfig,
+    identity: conifer_overlay::Identity,
+    hs: &Arc<Homeserver>,
+) -> anyhow::Result<Node> {
+    let (node, deliveries) = Node::start(identity.clone(), RouterConfig::default());
+    let (sessions, _other) = Sessions::start(&node, &identity, deliveries, &[MATRIX_ALPN])
+        .map_err(|e| anyhow::anyhow!("cannot start QUIC sessions: {e}"))?;
+    serve_router(&sessions, MATRIX_ALPN, federation::router(hs.clone()));
+    let _ = hs.transport.set(Arc::new(OverlayTransport { sessions }));
+    hs.start_federation_sender();
+    if let Some(addr) = overlay.listen {
+        let bound = node
+            .listen_tcp(addr)
+            .await
+            .with_context(|| format!("cannot listen for TCP on {addr}"))?;
+        println!("overlay      tcp://{bound}");
     }
+    if overlay.multicast {
+        if let Err(e) = node.start_multicast().await {
+            tracing::warn!(error = %e, "LAN discovery is off; use --peer to reach other nodes");
+        }
+    }
+    for peer in &overlay.peers {
+        node.add_static_peer(peer.clone());
+    }
+    Ok(node)
 }
 
 /// Federation for a classic server name: outbound requests over HTTPS with
@@ -187,18 +195,21 @@ async fn start_https_federation(
     config: &conifer_homeserver::FederationConfig,
     name: &str,
 ) -> anyhow::Result<()> {
-    let transport = conifer_https::HttpsTransport::new(&conifer_https::ClientSettings {
-        trust_ca: config.trust_ca.clone(),
-        insecure_skip_verify: config.insecure_skip_verify.clone(),
-        ip_range_allow: config.ip_range_allow.clone(),
-    })
-    .context("federation client")?;
-    let _ = hs.transport.set(Arc::new(transport));
-    hs.start_federation_sender();
+    // A server that does not accept federation does not send any either
+    // (and so never looks up the names that users put in requests).
     let Some(addr) = config.listen else {
         println!("federation   off (no --federation-addr)");
         return Ok(());
     };
+    let transport = conifer_https::HttpsTransport::new(&conifer_https::ClientSettings {
+        trust_ca: config.trust_ca.clone(),
+        insecure_skip_verify: config.insecure_skip_verify.clone(),
+        ip_range_allow: config.ip_range_allow.clone(),
+        allowed_servers: config.allowed_servers.clone(),
+    })
+    .context("federation client")?;
+    let _ = hs.transport.set(Arc::new(transport));
+    hs.start_federation_sender();
     let certificate = match (&config.tls_certificate, &config.tls_private_key) {
         (Some(chain), Some(key)) => conifer_https::ServerCertificate::Files {
             chain: chain.clone(),

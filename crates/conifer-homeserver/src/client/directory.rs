@@ -183,13 +183,13 @@ async fn remote_public_rooms(hs: &Homeserver, server: &str, body: Value) -> Resp
     {
         Ok((200, v)) if v.get("chunk").is_some() => Ok(Json(v)),
         Ok((status, _)) => Err(MatrixError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
+            axum::http::StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
             format!("{server} answered {status} for its room directory"),
         )),
         Err(e) => Err(MatrixError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
+            axum::http::StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
             format!("cannot reach {server}: {e}"),
         )),
     }

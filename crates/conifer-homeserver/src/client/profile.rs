@@ -30,6 +30,8 @@ fn local_profile(hs: &Homeserver, user: &str) -> crate::ApiResult<conifer_store:
 async fn remote_profile(hs: &Homeserver, user: &str, field: Option<&str>) -> Resp {
     user_id(user)?;
     let server = crate::federation::e2ee::server_of(user);
+    // Unreachable or unknown servers answer 404 like a missing profile: the
+    // client cannot tell them apart from here, and no 5xx is ours to give.
     let enc = |s: &str| {
         percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
     };
@@ -44,8 +46,8 @@ async fn remote_profile(hs: &Homeserver, user: &str, field: Option<&str>) -> Res
             "{server} answered {status} for the profile"
         ))),
         Err(e) => Err(MatrixError::new(
-            axum::http::StatusCode::BAD_GATEWAY,
-            "M_UNKNOWN",
+            axum::http::StatusCode::NOT_FOUND,
+            "M_NOT_FOUND",
             format!("cannot reach {server}: {e}"),
         )),
     }

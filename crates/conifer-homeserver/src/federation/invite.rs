@@ -232,8 +232,8 @@ impl Homeserver {
             .await
             .map_err(|e| {
                 MatrixError::new(
-                    StatusCode::BAD_GATEWAY,
-                    "M_UNKNOWN",
+                    StatusCode::FORBIDDEN,
+                    "M_FORBIDDEN",
                     format!("cannot reach {server} to invite {invitee}: {e}"),
                 )
             })?;

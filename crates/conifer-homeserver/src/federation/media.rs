@@ -105,8 +105,8 @@ impl Homeserver {
         }
         let unavailable = |why: String| {
             MatrixError::new(
-                StatusCode::BAD_GATEWAY,
-                "M_UNKNOWN",
+                StatusCode::NOT_FOUND,
+                "M_NOT_FOUND",
                 format!("{server}: {why}"),
             )
         };
