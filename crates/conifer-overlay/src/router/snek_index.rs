@@ -131,6 +131,14 @@ impl SnekIndex {
         self.links.get(port as usize)?.as_ref()
     }
 
+    /// Asks the CPU to start loading the search arrays (see
+    /// [`super::Router::prefetch_for_port`]).
+    pub fn prefetch(&self) {
+        let n = self.prefixes.len().min(64);
+        super::prefetch::prefetch_slice(&self.prefixes[..n]);
+        super::prefetch::prefetch_slice(&self.links);
+    }
+
     /// The index of the first key not below `key`.
     fn lower_bound(&self, key: &PublicKey) -> usize {
         let p = prefix(key);
