@@ -225,9 +225,11 @@ pub struct Router {
     identity: Identity,
     key: PublicKey,
     config: RouterConfig,
-    /// Indexed by port; slot 0 (the local router) is always `None`.
-    /// Boxed so the 254 mostly-empty slots cost a pointer each.
-    peers: Vec<Option<Box<Peer>>>,
+    /// Indexed by port, up to the highest port used so far; slot 0 (the
+    /// local router) is always `None`. Ports are given lowest first, so most
+    /// routers' slots fit inline, in the router's own cache lines: a frame's
+    /// peer is found without first loading a separate array.
+    peers: smallvec::SmallVec<[Option<Box<Peer>>; 8]>,
     parent: Option<Port>,
     /// Our own root sequence; survives resets.
     sequence: u64,
@@ -266,7 +268,7 @@ impl Router {
             rng: config.seed ^ 0x9e37_79b9_7f4a_7c15,
             next_broadcast: config.wakeup_broadcasts.then(|| now + BROADCAST_INTERVAL),
             config,
-            peers: (0..PORT_COUNT).map(|_| None).collect(),
+            peers: smallvec::SmallVec::new(),
             parent: None,
             sequence: 0,
             ordering: 0,
@@ -326,11 +328,14 @@ impl Router {
         zone: impl Into<String>,
     ) -> Result<Port, NoFreePorts> {
         let slot = (1..PORT_COUNT)
-            .find(|&i| self.peers[i].is_none())
+            .find(|&i| self.peers.get(i).is_none_or(Option::is_none))
             .ok_or(NoFreePorts)?;
         let port = slot as Port;
         let offset = self.next_random();
         self.snek_index = None;
+        if self.peers.len() <= slot {
+            self.peers.resize_with(slot + 1, || None);
+        }
         self.peers[slot] = Some(Box::new(Peer::new(
             key,
             peer_type,
