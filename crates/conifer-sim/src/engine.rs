@@ -451,7 +451,7 @@ impl Engine {
             let Some(r) = node.router.as_mut() else {
                 return;
             };
-            r.receive_frame(now, port, &frame);
+            r.receive_frame_owned(now, port, frame);
             // A frame can make the router close this very link; later frames
             // of the batch then have nowhere to go.
             self.settle(to);

@@ -15,6 +15,14 @@ pub fn prefetch_slice<T>(items: &[T]) {
     prefetch_bytes(items.as_ptr() as *const u8, std::mem::size_of_val(items));
 }
 
+/// The cache line where `items` starts, even if it is empty (the start of
+/// an empty queue's buffer is where its next item goes; a dangling pointer
+/// is harmless, as a prefetch never faults).
+#[inline]
+pub fn prefetch_start<T>(items: &[T]) {
+    prefetch_bytes(items.as_ptr() as *const u8, 1);
+}
+
 #[inline]
 fn prefetch_bytes(start: *const u8, len: usize) {
     #[cfg(target_arch = "x86_64")]
@@ -23,8 +31,8 @@ fn prefetch_bytes(start: *const u8, len: usize) {
         let mut offset = 0;
         while offset < len {
             // SAFETY: `_mm_prefetch` is a hint: it never faults and has no
-            // effect visible to the program, and the address lies inside a
-            // live value the caller borrows. SSE, which it needs, is part of
+            // effect visible to the program, whatever the address (which
+            // `wrapping_add` computes without dereferencing). SSE, which it needs, is part of
             // the x86-64 baseline.
             unsafe { _mm_prefetch::<_MM_HINT_T0>(start.wrapping_add(offset) as *const i8) };
             offset += 64;
