@@ -383,19 +383,33 @@ impl Engine {
         self.now = self.now.max(until);
     }
 
-    /// Starts loading the node the next queued event is for (see
-    /// [`crate::prefetch`]); if handling this event queues an earlier one,
-    /// the hint is merely wasted.
+    /// Prefetching as a two-stage pipeline (see [`crate::prefetch`]): start
+    /// loading the node (router included) and link of the event after next;
+    /// for the next event, whose node was asked for one event ago, ask its
+    /// router to start loading what it reaches through pointers (the
+    /// receiving peer's entry, the SNEK index). If handling this event queues
+    /// an earlier one, the hints are merely wasted.
     fn prefetch_next(&self) {
-        match self.queue.peek() {
-            Some(Ev::Timer(n)) => prefetch(&self.nodes[*n]),
-            Some(Ev::Arrive { link, to, .. }) => {
-                prefetch(&self.nodes[*to as NodeId]);
-                if let Some(l) = self.links.get(*link as usize) {
-                    prefetch(l);
+        let (next, after) = self.queue.peek2();
+        for ev in [next, after].into_iter().flatten() {
+            match ev {
+                Ev::Timer(n) => prefetch(&self.nodes[*n]),
+                Ev::Arrive { link, to, .. } => {
+                    prefetch(&self.nodes[*to as NodeId]);
+                    if let Some(l) = self.links.get(*link as usize) {
+                        prefetch(l);
+                    }
+                }
+                Ev::TxDone { .. } => {}
+            }
+        }
+        if let Some(Ev::Arrive { link, dir, .. }) = next {
+            if let Some(l) = self.link(*link) {
+                let (to, port) = l.ends[*dir as usize ^ 1];
+                if let Some(r) = &self.nodes[to].router {
+                    r.prefetch_for_port(port);
                 }
             }
-            _ => {}
         }
     }
 
@@ -437,7 +451,7 @@ impl Engine {
             let Some(r) = node.router.as_mut() else {
                 return;
             };
-            r.receive_frame(now, port, &frame);
+            r.receive_frame_owned(now, port, frame);
             // A frame can make the router close this very link; later frames
             // of the batch then have nowhere to go.
             self.settle(to);

@@ -73,6 +73,20 @@ impl<E> EventQueue<E> {
         self.heap.len()
     }
 
+    #[cfg(test)]
+    fn second(&self) -> Option<E>
+    where
+        E: Copy,
+    {
+        let mut v: Vec<_> = self
+            .heap
+            .iter()
+            .map(|Reverse(e)| (e.at, e.seq, e.event))
+            .collect();
+        v.sort_by_key(|&(at, seq, _)| (at, seq));
+        v.get(1).map(|&(_, _, e)| e)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.heap.is_empty()
     }
@@ -148,6 +162,38 @@ impl<E> TwoLaneQueue<E> {
         }
     }
 
+    /// The two events `pop` would return next, in order.
+    pub fn peek2(&self) -> (Option<&E>, Option<&E>) {
+        type Head<'a, E> = Option<((SimTime, u64), &'a E)>;
+        fn min<'a, E>(a: Head<'a, E>, b: Head<'a, E>) -> Head<'a, E> {
+            match (a, b) {
+                (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
+                (x, None) => x,
+                (None, y) => y,
+            }
+        }
+        fn key<E>(e: &Reverse<Entry<E>>) -> (SimTime, u64) {
+            (e.0.at, e.0.seq)
+        }
+        // A heap's second smallest is one of the smallest's two children.
+        let near = self.near.as_slice();
+        let n0 = near.first().map(|e| (key(e), &e.0.event));
+        let n1 = near
+            .get(1..3.min(near.len()))
+            .unwrap_or(&[])
+            .iter()
+            .min_by_key(|e| key(e))
+            .map(|e| (key(e), &e.0.event));
+        let mut far = self.far.iter().map(|(&k, e)| (k, e));
+        let (f0, f1) = (far.next(), far.next());
+        let first = min(n0, f0);
+        let second = match (first, n0) {
+            (Some(f), Some(n)) if f.0 == n.0 => min(n1, f0),
+            _ => min(n0, f1),
+        };
+        (first.map(|x| x.1), second.map(|x| x.1))
+    }
+
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
         if self.near_first()? {
             self.near.pop().map(|Reverse(e)| (e.at, e.event))
@@ -196,6 +242,11 @@ mod tests {
                 }
             }
             assert_eq!(one.peek_time(), two.peek_time());
+            let (a, b) = two.peek2();
+            assert_eq!(a, two.peek());
+            if i % 16 == 0 {
+                assert_eq!(b.copied(), one.second());
+            }
         }
         while let Some(a) = one.pop() {
             assert_eq!(Some(a), two.pop());

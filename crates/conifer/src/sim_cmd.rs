@@ -29,6 +29,9 @@ pub struct SimArgs {
 impl SimArgs {
     pub fn run(self) -> anyhow::Result<()> {
         let scenario = load(&self.scenario)?;
+        if !self.print_scenario {
+            use_transparent_huge_pages();
+        }
         if self.print_scenario {
             print!("{}", scenario.to_toml());
             return Ok(());
@@ -88,6 +91,46 @@ fn load(name: &str) -> anyhow::Result<Scenario> {
         );
     }
     Ok(Scenario::from_file(path)?)
+}
+
+/// Restarts this process with glibc's transparent-huge-page support for
+/// `malloc` turned on (`GLIBC_TUNABLES=glibc.malloc.hugetlb=1`), unless the
+/// environment already says either way.
+///
+/// A large simulation is bound by memory latency: with 10 000 routers the
+/// state a frame lands on is almost never in cache, and with 4 KiB pages it
+/// is not in the TLB either, so most frames pay a page walk on top of the
+/// cache misses. 2 MiB pages make that walk rare (about 11 % less CPU time
+/// for 10 000 nodes). Where the kernel only grants huge pages on request
+/// (`madvise` mode, the usual default), glibc asks for them only when this
+/// tunable is set, and it is read at start-up, hence the restart. Results
+/// are unaffected: the allocator's placement never reaches the simulation.
+fn use_transparent_huge_pages() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        use std::os::unix::process::CommandExt;
+        const TUNABLE: &str = "glibc.malloc.hugetlb";
+        let current = std::env::var("GLIBC_TUNABLES").unwrap_or_default();
+        if current.contains(TUNABLE) {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let tunables = if current.is_empty() {
+            format!("{TUNABLE}=1")
+        } else {
+            format!("{current}:{TUNABLE}=1")
+        };
+        // `exec` only returns on failure; then run on with ordinary pages.
+        let mut args = std::env::args_os();
+        let mut cmd = std::process::Command::new(exe);
+        if let Some(arg0) = args.next() {
+            cmd.arg0(arg0);
+        }
+        let err = cmd.args(args).env("GLIBC_TUNABLES", tunables).exec();
+        tracing::debug!("could not restart with huge pages: {err}");
+    }
 }
 
 /// The revision of the working tree we run from, if it is a git checkout.

@@ -5,11 +5,14 @@
 //! 64 bytes instead of 104. With 10 000 simulated routers the tables are
 //! mostly out of cache, and smaller B-tree nodes mean fewer misses.
 //!
-//! Plus one fact that makes the once-a-second expiry cheap: a
-//! lower bound on every route's `last_seen`. Routes are refreshed every 5 s
-//! and expire after 10 s, so most seconds nothing can have expired; the bound
-//! proves it without walking the table (a walk reads every route, which for
-//! thousands of routers per simulated second was a large share of the run).
+//! Plus what makes the once-a-second expiry cheap: a lower bound on every
+//! route's `last_seen`. Routes are refreshed every 5 s and expire after 10 s,
+//! so most seconds nothing can have expired; the bound proves it without
+//! walking the table (a walk reads every route, which for thousands of
+//! routers per simulated second was a large share of the run). A count of
+//! routes per second of `last_seen` keeps the bound tight: when the oldest
+//! route is refreshed, the bound moves up with it, so the table is walked
+//! only in a second in which some route may really expire.
 
 use std::collections::BTreeMap;
 use std::ops::RangeBounds;
@@ -48,12 +51,85 @@ pub(crate) struct RouteTable {
     /// since the table was last known empty). Refreshing a route only raises
     /// its `last_seen`, so the bound stays valid until routes are added.
     oldest: Option<Time>,
+    /// Routes by the second of their `last_seen`, if known.
+    seconds: SecondCounts,
+}
+
+/// How many routes were last seen in each of 16 consecutive seconds from
+/// `base`, at `counts[second % 16]`. `valid` is false once a route fell
+/// outside the window (a driver's clock going backwards, or a stall of more
+/// than 16 s between expiry checks); only a walk of the table makes it exact
+/// again, and meanwhile the coarser `oldest` bound serves alone.
+#[derive(Debug, Default)]
+struct SecondCounts {
+    counts: [u32; 16],
+    base: u64,
+    total: u32,
+    valid: bool,
+}
+
+impl SecondCounts {
+    fn add(&mut self, t: Time) {
+        let s = t.as_unix_millis() / 1000;
+        if self.total == 0 {
+            self.base = s;
+            self.valid = true;
+        }
+        if !self.valid {
+            return;
+        }
+        if s < self.base {
+            self.valid = false;
+            return;
+        }
+        if s >= self.base + 16 {
+            // Slide the window up to end at `s`, if the seconds it drops are empty.
+            let new_base = s - 15;
+            let drop = (new_base - self.base).min(16);
+            if (0..drop).any(|d| self.counts[((self.base + d) % 16) as usize] != 0) {
+                self.valid = false;
+                return;
+            }
+            self.base = new_base;
+        }
+        self.counts[(s % 16) as usize] += 1;
+        self.total += 1;
+    }
+
+    fn remove(&mut self, t: Time) {
+        if self.valid {
+            let s = t.as_unix_millis() / 1000;
+            self.counts[(s % 16) as usize] -= 1;
+            self.total -= 1;
+        }
+    }
+
+    /// The start of the earliest second with a route, if known.
+    fn oldest(&self) -> Option<Time> {
+        if !self.valid {
+            return None;
+        }
+        (0..16)
+            .map(|d| self.base + d)
+            .find(|s| self.counts[(s % 16) as usize] != 0)
+            .map(|s| Time::from_unix_millis(s * 1000))
+    }
+
+    /// Counts exactly `times` (sorted here, so the window starts at the oldest).
+    fn rebuild(&mut self, mut times: Vec<Time>) {
+        *self = SecondCounts::default();
+        times.sort_unstable();
+        for t in times {
+            self.add(t);
+        }
+    }
 }
 
 impl RouteTable {
     pub fn clear(&mut self) {
         self.routes.clear();
         self.oldest = None;
+        self.seconds = SecondCounts::default();
     }
 
     pub fn get(&self, key: &PublicKey) -> Option<&StoredRoute> {
@@ -66,7 +142,7 @@ impl RouteTable {
         debug_assert_eq!(route.watermark.key, key);
         let seen = route.last_seen;
         self.oldest = Some(self.oldest.map_or(seen, |t| t.min(seen)));
-        self.routes.insert(
+        let old = self.routes.insert(
             key,
             StoredRoute {
                 seq: route.watermark.seq,
@@ -76,6 +152,10 @@ impl RouteTable {
                 destination: route.destination,
             },
         );
+        if let Some(old) = old {
+            self.seconds.remove(old.last_seen);
+        }
+        self.seconds.add(seen);
     }
 
     pub fn range(
@@ -91,30 +171,41 @@ impl RouteTable {
 
     /// Keeps the routes `keep` accepts (removing never invalidates the bound).
     pub fn retain(&mut self, mut keep: impl FnMut(&PublicKey, &StoredRoute) -> bool) {
-        self.routes.retain(|k, r| keep(k, r));
+        let seconds = &mut self.seconds;
+        self.routes.retain(|k, r| {
+            let kept = keep(k, r);
+            if !kept {
+                seconds.remove(r.last_seen);
+            }
+            kept
+        });
     }
 
     /// Drops every route not refreshed within [`SNEK_EXPIRY`] of `now`:
     /// exactly what `retain(|_, r| now.since(r.last_seen) < SNEK_EXPIRY)`
     /// does, but only walks the table when the bound says one may have expired.
     pub fn expire(&mut self, now: Time) {
-        let Some(oldest) = self.oldest else {
+        let Some(mut oldest) = self.oldest else {
             return;
         };
+        if let Some(t) = self.seconds.oldest() {
+            oldest = oldest.max(t);
+        }
         // `since` never increases as its argument grows, so no route is
         // older than the bound says.
         if now.since(oldest) < SNEK_EXPIRY {
             return;
         }
-        let mut min: Option<Time> = None;
+        let mut kept = Vec::new();
         self.routes.retain(|_, r| {
             let keep = now.since(r.last_seen) < SNEK_EXPIRY;
             if keep {
-                min = Some(min.map_or(r.last_seen, |t| t.min(r.last_seen)));
+                kept.push(r.last_seen);
             }
             keep
         });
-        self.oldest = min;
+        self.oldest = kept.iter().min().copied();
+        self.seconds.rebuild(kept);
     }
 }
 
@@ -156,12 +247,21 @@ mod tests {
                 0..=4 => {
                     let k = key((x >> 20) as u8 % 16);
                     // Occasionally a timestamp from the past, as a driver may give.
-                    let seen = now.saturating_sub(if x >> 58 & 7 == 0 { 3_000 } else { 0 });
+                    let back = match x >> 56 & 31 {
+                        0..=3 => 3_000,
+                        4 => 20_000,
+                        _ => 0,
+                    };
+                    let seen = now.saturating_sub(back);
                     fast.insert(k, route(k, seen));
                     slow.insert(k, route(k, seen));
                 }
                 _ => {
-                    now += (x >> 30) % 1_500;
+                    now += if x >> 50 & 63 == 0 {
+                        30_000
+                    } else {
+                        (x >> 30) % 1_500
+                    };
                     let t = Time::from_unix_millis(now);
                     fast.expire(t);
                     slow.retain(|_, r| t.since(r.last_seen) < SNEK_EXPIRY);
@@ -173,6 +273,11 @@ mod tests {
                 .collect();
             let b: Vec<_> = slow.iter().map(|(k, r)| (*k, r.last_seen)).collect();
             assert_eq!(a, b);
+            if x >> 52 & 255 == 0 {
+                let gone = (x >> 16) as u8 % 4;
+                fast.retain(|k, _| k.0[0] % 4 != gone);
+                slow.retain(|k, _| k.0[0] % 4 != gone);
+            }
         }
         assert!(SNEK_EXPIRY > Duration::from_millis(1_500));
     }

@@ -321,8 +321,9 @@ impl Router {
             return;
         }
         b.watermark = watermark;
-        let bytes = Frame::Bootstrap(b)
-            .encode()
+        let mut bytes = self.take_buffer();
+        Frame::Bootstrap(b)
+            .encode_into(&mut bytes)
             .expect("re-encoding a decoded bootstrap fits");
         self.enqueue_proto(port, bytes);
     }

@@ -16,8 +16,6 @@
 use std::collections::BTreeMap;
 use std::ops::Bound::{self, Excluded, Included};
 
-use smallvec::SmallVec;
-
 use super::peers::PeerView;
 use super::snek::RouteView;
 use super::{NextHop, PeerType};
@@ -31,23 +29,43 @@ struct LinkInfo {
     root: Option<Root>,
 }
 
+/// One key the SNEK decision may pick: an ancestor in some started peer's
+/// announcement, a started peer's own key, or both.
+#[derive(Clone, Copy, Debug)]
+struct KeyEntry {
+    key: PublicKey,
+    /// The first link in scan order that announces this key (`None`: only a
+    /// direct peer's key, not in any announcement).
+    ancestor: Option<Port>,
+    /// `direct_ports[direct_start..][..direct_len]`: the started peers with an
+    /// announcement whose own key this is, ports ascending.
+    direct_start: u16,
+    direct_len: u16,
+}
+
 #[derive(Debug, Default)]
 pub struct SnekIndex {
     our_key: PublicKey,
     root_key: PublicKey,
     /// Our parent, if it is a started peer.
     parent: Option<Port>,
-    /// Every signer key in every started peer's announcement → the first link
-    /// in scan order that announces it.
-    ancestors: BTreeMap<PublicKey, Port>,
-    /// Started peers with an announcement, by their own key, ports ascending.
-    direct: BTreeMap<PublicKey, SmallVec<[Port; 2]>>,
+    /// The first eight bytes (big-endian) of `keys[i].key`: a search scans
+    /// these, a few contiguous cache lines, rather than walking B-tree nodes
+    /// (two or three dependent cache misses per level at simulation scale).
+    prefixes: Vec<u64>,
+    /// Every candidate key, ascending.
+    keys: Vec<KeyEntry>,
+    direct_ports: Vec<Port>,
     /// Per-port facts for link refinement, indexed by port.
     links: Vec<Option<LinkInfo>>,
     /// Bit `p` set: port `p` is one of the peers the index was built from.
     /// Inline (the index lives in the router), so checking that a route's
     /// source is still up touches no per-peer memory.
     ports: [u64; 4],
+}
+
+fn prefix(key: &PublicKey) -> u64 {
+    u64::from_be_bytes(key.0[..8].try_into().expect("8 bytes"))
 }
 
 impl SnekIndex {
@@ -69,9 +87,12 @@ impl SnekIndex {
             .and_then(|p| peers.iter().find(|v| v.port == p))
             .into_iter()
             .chain(peers.iter());
+        // key → (first announcing link, direct ports).
+        let mut all: BTreeMap<PublicKey, (Option<Port>, Vec<Port>)> = BTreeMap::new();
         for v in scan {
             for hop in v.announcement.iter().flat_map(|a| &a.hops) {
-                idx.ancestors.entry(hop.key).or_insert(v.port);
+                let e = all.entry(hop.key).or_default();
+                e.0.get_or_insert(v.port);
             }
         }
         let max_port = peers.iter().map(|v| v.port as usize).max().unwrap_or(0);
@@ -84,8 +105,18 @@ impl SnekIndex {
                 root: v.announcement.map(|a| a.root),
             });
             if v.announcement.is_some() {
-                idx.direct.entry(v.key).or_default().push(v.port);
+                all.entry(v.key).or_default().1.push(v.port);
             }
+        }
+        for (key, (ancestor, direct)) in all {
+            idx.prefixes.push(prefix(&key));
+            idx.keys.push(KeyEntry {
+                key,
+                ancestor,
+                direct_start: idx.direct_ports.len() as u16,
+                direct_len: direct.len() as u16,
+            });
+            idx.direct_ports.extend(direct);
         }
         idx
     }
@@ -98,6 +129,53 @@ impl SnekIndex {
 
     fn link(&self, port: Port) -> Option<&LinkInfo> {
         self.links.get(port as usize)?.as_ref()
+    }
+
+    /// Asks the CPU to start loading the search arrays (see
+    /// [`super::Router::prefetch_for_port`]).
+    pub fn prefetch(&self) {
+        let n = self.prefixes.len().min(64);
+        super::prefetch::prefetch_slice(&self.prefixes[..n]);
+        super::prefetch::prefetch_slice(&self.links);
+    }
+
+    /// The index of the first key not below `key`.
+    fn lower_bound(&self, key: &PublicKey) -> usize {
+        let p = prefix(key);
+        let mut i = if self.prefixes.len() <= 64 {
+            // Branch-free over a few cache lines, all loaded at once.
+            self.prefixes.iter().filter(|&&x| x < p).count()
+        } else {
+            self.prefixes.partition_point(|&x| x < p)
+        };
+        // Keys sharing the prefix: compare them whole.
+        while i < self.keys.len() && self.prefixes[i] == p && self.keys[i].key < *key {
+            i += 1;
+        }
+        i
+    }
+
+    /// The entry for exactly `key`.
+    fn find(&self, key: &PublicKey) -> Option<&KeyEntry> {
+        self.keys
+            .get(self.lower_bound(key))
+            .filter(|e| e.key == *key)
+    }
+
+    /// The started peers with an announcement whose own key is `key`.
+    fn direct(&self, key: &PublicKey) -> &[Port] {
+        self.find(key).map_or(&[], |e| {
+            &self.direct_ports[e.direct_start as usize..][..e.direct_len as usize]
+        })
+    }
+
+    /// The lowest ancestor key strictly between `lo` and `hi`, with its link.
+    fn ancestor_between(&self, lo: &PublicKey, hi: &PublicKey) -> Option<(PublicKey, Port)> {
+        self.keys[self.lower_bound(lo)..]
+            .iter()
+            .skip_while(|e| e.key == *lo)
+            .take_while(|e| e.key < *hi)
+            .find_map(|e| Some((e.key, e.ancestor?)))
     }
 }
 
@@ -148,23 +226,19 @@ pub fn snek_next_hop_windowed<I: IntoIterator<Item = RouteView>>(
     }
     // Steps 2–3, every ancestry at once.
     let exact = (!bootstrap && best_key != dest)
-        .then(|| idx.ancestors.get(&dest))
+        .then(|| idx.find(&dest).and_then(|e| e.ancestor))
         .flatten();
-    if let Some(&port) = exact {
+    if let Some(port) = exact {
         best_key = dest;
         best_port = Some(port);
     } else if dest < best_key {
-        if let Some((&k, &port)) = idx
-            .ancestors
-            .range((Excluded(dest), Excluded(best_key)))
-            .next()
-        {
+        if let Some((k, port)) = idx.ancestor_between(&dest, &best_key) {
             best_key = k;
             best_port = Some(port);
         }
     }
     // Step 4, a direct link to the best key (the last one in port order).
-    if let Some(&port) = idx.direct.get(&best_key).and_then(|ports| ports.last()) {
+    if let Some(&port) = idx.direct(&best_key).last() {
         best_seq = 0;
         best_port = Some(port);
     }
@@ -195,19 +269,17 @@ pub fn snek_next_hop_windowed<I: IntoIterator<Item = RouteView>>(
     }
     // Step 6, link refinement among links to the best key.
     if let Some(mut cur) = best_port.filter(|p| idx.link(*p).is_some_and(|l| l.root.is_some())) {
-        if let Some(ports) = idx.direct.get(&best_key) {
-            for &p in ports {
-                let (Some(l), Some(b)) = (idx.link(p), idx.link(cur)) else {
-                    continue;
-                };
-                if l.peer_type < b.peer_type
-                    || (l.peer_type == b.peer_type
-                        && l.root == b.root
-                        && l.receive_order < b.receive_order)
-                {
-                    cur = p;
-                    best_port = Some(p);
-                }
+        for &p in idx.direct(&best_key) {
+            let (Some(l), Some(b)) = (idx.link(p), idx.link(cur)) else {
+                continue;
+            };
+            if l.peer_type < b.peer_type
+                || (l.peer_type == b.peer_type
+                    && l.root == b.root
+                    && l.receive_order < b.receive_order)
+            {
+                cur = p;
+                best_port = Some(p);
             }
         }
     }

@@ -463,12 +463,29 @@ mod indexed_snek_matches_reference {
             peers in proptest::collection::vec(peer_spec(), 0..7),
             parent in proptest::option::of(1..9u64),
             routes in proptest::collection::btree_map(1..12u8, (0..5u64, 1..9u64), 0..6),
+            shared_prefixes in any::<bool>(),
         ) {
+            // Keys that differ only in their last byte, pairwise, exercise
+            // the index's search among equal 64-bit prefixes.
+            let key = |b: u8| {
+                if shared_prefixes {
+                    let mut k = [b / 2; 32];
+                    k[31] = b;
+                    PublicKey(k)
+                } else {
+                    key(b)
+                }
+            };
             let anns: Vec<Option<SwitchAnnouncement>> = peers
                 .iter()
                 .map(|p| p.ann.as_ref().map(|(r, seq, path)| {
                     let hops: Vec<(u8, Port)> = path.iter().map(|&k| (k, 1)).collect();
-                    ann(*r, *seq, &hops)
+                    let mut a = ann(*r, *seq, &hops);
+                    a.root.key = key(*r);
+                    for (h, &k) in a.hops.iter_mut().zip(path) {
+                        h.key = key(k);
+                    }
+                    a
                 }))
                 .collect();
             let views: Vec<PeerView<'_>> = peers
