@@ -40,6 +40,8 @@ pub struct Homeserver {
     pub store: Arc<dyn Store>,
     rooms: rooms::RoomCaches,
     events: Mutex<HashMap<String, Arc<Pdu>>>,
+    /// Room versions never change: read once per room.
+    room_versions: Mutex<HashMap<String, String>>,
     tokens: Mutex<HashMap<String, Auth>>,
     pub(crate) sender: federation::SenderHandle,
     pub(crate) key_ring: Mutex<conifer_federation::KeyRing>,
@@ -93,6 +95,7 @@ impl Homeserver {
             store,
             rooms: rooms::RoomCaches::default(),
             events: Mutex::new(HashMap::new()),
+            room_versions: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             push_rules: Mutex::new(HashMap::new()),
             key_ring: Mutex::new(conifer_federation::KeyRing::default()),
@@ -136,6 +139,19 @@ impl Homeserver {
     }
 
     /// Is this user ID one of ours?
+    /// The version of a room this server has, if it has the room.
+    pub(crate) fn room_version(&self, room_id: &str) -> Option<String> {
+        if let Some(v) = self.room_versions.lock().unwrap().get(room_id) {
+            return Some(v.clone());
+        }
+        let version = self.store.room(room_id).ok()??.version;
+        self.room_versions
+            .lock()
+            .unwrap()
+            .insert(room_id.to_owned(), version.clone());
+        Some(version)
+    }
+
     pub fn is_local(&self, user_id: &str) -> bool {
         // The server name is everything after the first colon (it may carry a port).
         user_id

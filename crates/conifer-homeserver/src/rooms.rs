@@ -390,12 +390,20 @@ impl Homeserver {
 
         // The state after each parent; parents after the current state (the
         // common case: the event extends the room) need no load.
-        let current_group = self
-            .store
-            .room_state_group(room_id)
-            .map_err(|e| e.to_string())?;
+        // With one forward extremity, an event on top of it sees the current
+        // state: no store reads needed.
+        let on_the_tip = cache.extremities.len() == 1
+            && pdu.prev_events.len() == 1
+            && cache.extremities[0].0 == pdu.prev_events[0];
+        let current_group = if on_the_tip {
+            None
+        } else {
+            self.store
+                .room_state_group(room_id)
+                .map_err(|e| e.to_string())?
+        };
         let mut forks: Vec<StateIdMap> = Vec::new();
-        for prev in &pdu.prev_events {
+        for prev in pdu.prev_events.iter().filter(|_| !on_the_tip) {
             let stored = self
                 .store
                 .event(prev.as_str())

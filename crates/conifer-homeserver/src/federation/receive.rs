@@ -81,8 +81,8 @@ pub async fn send_transaction(
 async fn receive_pdu(hs: &Homeserver, pdu: Value, origin: &str) -> (String, Result<(), String>) {
     match checked_pdu(hs, pdu).await {
         (id, Ok(Some((room_id, pdu)))) => {
-            if let Ok(Some(room)) = hs.store.room(&room_id) {
-                hs.fill_gaps(&room_id, &room.version, &pdu, origin).await;
+            if let Some(version) = hs.room_version(&room_id) {
+                hs.fill_gaps(&room_id, &version, &pdu, origin).await;
             }
             let outcome = hs.accept_remote(&room_id, pdu).await;
             (id, outcome)
@@ -106,16 +106,13 @@ pub(crate) async fn checked_pdu(
     else {
         return ("<no room_id>".into(), Err("the PDU has no room_id".into()));
     };
-    let room = match hs.store.room(&room_id) {
-        Ok(Some(r)) => r,
-        _ => {
-            return (
-                "<unknown room>".into(),
-                Err(format!("this server is not in {room_id}")),
-            )
-        }
+    let Some(version) = hs.room_version(&room_id) else {
+        return (
+            "<unknown room>".into(),
+            Err(format!("this server is not in {room_id}")),
+        );
     };
-    match verified_pdu(hs, &room.version, pdu).await {
+    match verified_pdu(hs, &version, pdu).await {
         Ok((id, pdu)) => match hs.store.event(&id) {
             Ok(Some(_)) => (id, Ok(None)), // Seen before.
             Ok(None) => (id, Ok(Some((room_id, pdu)))),
