@@ -40,6 +40,9 @@ pub struct Homeserver {
     pub store: Arc<dyn Store>,
     rooms: rooms::RoomCaches,
     events: Mutex<HashMap<String, Arc<Pdu>>>,
+    /// States before events whose parents this server lacks, fetched from
+    /// another server (`federation::gaps`), until the event is accepted.
+    pub(crate) adopted_states: Mutex<HashMap<String, conifer_rooms::StateIdMap>>,
     /// Room versions never change: read once per room.
     room_versions: Mutex<HashMap<String, String>>,
     tokens: Mutex<HashMap<String, Auth>>,
@@ -96,6 +99,7 @@ impl Homeserver {
             rooms: rooms::RoomCaches::default(),
             events: Mutex::new(HashMap::new()),
             room_versions: Mutex::new(HashMap::new()),
+            adopted_states: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             push_rules: Mutex::new(HashMap::new()),
             key_ring: Mutex::new(conifer_federation::KeyRing::default()),

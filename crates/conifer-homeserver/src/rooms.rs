@@ -403,13 +403,26 @@ impl Homeserver {
                 .map_err(|e| e.to_string())?
         };
         let mut forks: Vec<StateIdMap> = Vec::new();
+        // Parents we lack are stood for by the state before the event that
+        // another server gave us (`federation::gaps`), if it did.
+        let adopted = self
+            .adopted_states
+            .lock()
+            .unwrap()
+            .remove(pdu.event_id.as_str());
+        let adopted = adopted.map(|s| forks.push(s)).is_some();
         for prev in pdu.prev_events.iter().filter(|_| !on_the_tip) {
             let stored = self
                 .store
                 .event(prev.as_str())
                 .map_err(|e| e.to_string())?
-                .filter(|e| e.stream_pos != 0 || e.state_group != 0)
-                .ok_or_else(|| format!("missing prev event {prev}"))?;
+                .filter(|e| e.stream_pos != 0 || e.state_group != 0);
+            let Some(stored) = stored else {
+                if adopted {
+                    continue;
+                }
+                return Err(format!("missing prev event {prev}"));
+            };
             if Some(stored.state_group) == current_group {
                 continue;
             }

@@ -221,3 +221,53 @@ async fn concurrent_state_changes_resolve_to_the_same_state_on_both_servers() {
         b.hs.store.current_state(&room).unwrap()
     });
 }
+
+#[tokio::test]
+async fn a_gap_longer_than_one_request_is_bridged_with_the_state_before_it() {
+    let (net, a, b, room) = setup().await;
+    take_queued(&a.hs, "b.test");
+    // 40 messages with a topic change early on: more than get_missing_events brings.
+    for i in 0..40 {
+        if i == 3 {
+            a.hs.send_event(
+                &room,
+                ALICE,
+                template(
+                    "m.room.topic",
+                    Some(""),
+                    json!({ "topic": "set while B was away" }),
+                ),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        a.hs.send_event(&room, ALICE, text(&format!("m{i}")), None)
+            .await
+            .unwrap();
+    }
+    let queued = take_queued(&a.hs, "b.test");
+    let result = deliver(&net, &a.hs, "b.test", vec![queued.last().unwrap().clone()]).await;
+    assert!(
+        result
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v.get("error").is_none()),
+        "{result}"
+    );
+    let bodies = timeline_bodies(&b.hs, &room);
+    assert_eq!(bodies.last().map(String::as_str), Some("m39"));
+    assert!(bodies.len() >= 20, "{bodies:?}");
+    // The topic set inside the gap reached B through the state it adopted.
+    assert_eq!(topic(&b.hs, &room), "set while B was away");
+    // And B goes on normally: the next event extends the room.
+    a.hs.send_event(&room, ALICE, text("after the gap"), None)
+        .await
+        .unwrap();
+    deliver(&net, &a.hs, "b.test", take_queued(&a.hs, "b.test")).await;
+    assert_eq!(
+        timeline_bodies(&b.hs, &room).last().map(String::as_str),
+        Some("after the gap")
+    );
+}

@@ -7,7 +7,7 @@
 use super::receive::verified_pdu;
 use crate::rooms::outlier_of;
 use crate::Homeserver;
-use conifer_rooms::Pdu;
+use conifer_rooms::{Pdu, StateIdMap};
 use serde_json::json;
 
 /// How many missing parents one request asks for (Synapse asks for 10).
@@ -71,6 +71,20 @@ impl Homeserver {
             }
         }
         missing.sort_by_key(|p| p.depth);
+        // More were missing than one request brings: the earliest event's
+        // parents are still unknown. Take the state before it from the
+        // origin, as a server does that was away for long.
+        let fetched: std::collections::HashSet<_> =
+            missing.iter().map(|p| p.event_id.clone()).collect();
+        let earliest = missing.first().unwrap_or(pdu);
+        let gap = earliest
+            .prev_events
+            .iter()
+            .any(|id| !fetched.contains(id) && !in_timeline(id.as_str()));
+        if gap {
+            self.adopt_state_before(room_id, version, earliest.event_id.as_str(), origin)
+                .await;
+        }
         for p in missing {
             if p.auth_events.iter().any(|id| !self.known(id.as_str())) {
                 self.fetch_auth_chain(room_id, version, p.event_id.as_str(), origin)
@@ -81,6 +95,52 @@ impl Homeserver {
                 tracing::info!(event = %id, error = %e, "a fetched missing event was rejected");
             }
         }
+    }
+
+    /// Fetches the state before `event_id` (and its auth chain) from
+    /// `origin`, keeps the events as outliers and remembers the state for
+    /// that event, whose parents this server does not have.
+    async fn adopt_state_before(&self, room_id: &str, version: &str, event_id: &str, origin: &str) {
+        let uri = format!(
+            "/_matrix/federation/v1/state/{}?event_id={}",
+            enc(room_id),
+            enc(event_id)
+        );
+        let answer = match self.federation_call(origin, "GET", &uri, None).await {
+            Ok((200, v)) => v,
+            other => {
+                tracing::info!(%origin, event = event_id, answer = ?other.map(|(s, _)| s), "state fetch failed");
+                return;
+            }
+        };
+        let mut outliers = Vec::new();
+        let mut state = StateIdMap::new();
+        for (list, is_state) in [(&answer["auth_chain"], false), (&answer["pdus"], true)] {
+            for raw in list.as_array().into_iter().flatten() {
+                match verified_pdu(self, version, raw.clone()).await {
+                    Ok((id, p)) => {
+                        if let (true, Some(k)) = (is_state, &p.state_key) {
+                            state.insert((p.kind.to_string(), k.clone()), p.event_id.clone());
+                        }
+                        if !self.known(&id) {
+                            outliers.push(outlier_of(&p));
+                        }
+                    }
+                    Err((id, e)) => {
+                        tracing::info!(event = %id, error = %e, "a state event failed its checks");
+                        return;
+                    }
+                }
+            }
+        }
+        if let Err(e) = self.store.store_outliers(room_id, outliers) {
+            tracing::warn!(error = %e, "cannot store fetched state");
+            return;
+        }
+        self.adopted_states
+            .lock()
+            .unwrap()
+            .insert(event_id.to_owned(), state);
     }
 
     /// Stores the auth chain of `event_id` as `origin` tells it, each event
