@@ -502,6 +502,10 @@ impl Homeserver {
         }
         if let Err(e) = self.store.persist_event(new_event) {
             (cache.state, cache.extremities) = saved;
+            // Already stored (a retransmission that raced the first copy).
+            if matches!(e, conifer_store::StoreError::Conflict) {
+                return Ok(());
+            }
             self.forget_event(stored.event_id.as_str());
             return Err(e.to_string());
         }

@@ -224,10 +224,15 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
         |r| r.get(0),
     )?;
     let stream_pos = pos.next();
+    // A message on the current state has its state group already: one write.
+    let inserted_group = match (&ev.fork, &ev.state_key) {
+        (None, None) => current.unwrap_or(0),
+        _ => 0,
+    };
     cached_exec(c,
         "INSERT INTO events(event_id, room_nid, stream_pos, depth, type, state_key, sender, json, state_group)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, 0)",
-        params![ev.event_id, room, stream_pos as i64, ev.depth, ev.kind, ev.state_key, ev.sender, ev.json],
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![ev.event_id, room, stream_pos as i64, ev.depth, ev.kind, ev.state_key, ev.sender, ev.json, inserted_group],
     )
     .map_err(|e| match e {
         rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::ConstraintViolation => StoreError::Conflict,
@@ -252,11 +257,13 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
                 .ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?,
         }
     };
-    cached_exec(
-        c,
-        "UPDATE events SET state_group = ?2 WHERE nid = ?1",
-        [event_nid, state_group],
-    )?;
+    if state_group != inserted_group {
+        cached_exec(
+            c,
+            "UPDATE events SET state_group = ?2 WHERE nid = ?1",
+            [event_nid, state_group],
+        )?;
+    }
 
     let mut del = c.prepare_cached(
         "DELETE FROM forward_extremities WHERE room_nid = ?1 AND event_nid = (SELECT nid FROM events WHERE event_id = ?2)",
