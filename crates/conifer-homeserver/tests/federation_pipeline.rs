@@ -64,6 +64,18 @@ async fn deliver(net: &InProcess, from: &Homeserver, to: &str, pdus: Vec<Value>)
     r["pdus"].clone()
 }
 
+/// Every PDU of a `/send` answer was accepted.
+fn assert_accepted(result: &Value) {
+    assert!(
+        result
+            .as_object()
+            .unwrap()
+            .values()
+            .all(|v| v.get("error").is_none()),
+        "{result}"
+    );
+}
+
 fn timeline_bodies(hs: &Homeserver, room: &str) -> Vec<String> {
     let mut events = hs
         .store
@@ -98,14 +110,7 @@ async fn missing_parents_are_fetched_with_get_missing_events() {
     assert_eq!(queued.len(), 5);
     // Only the newest reaches B; its four parents are unknown there.
     let result = deliver(&net, &a.hs, "b.test", vec![queued[4].clone()]).await;
-    assert!(
-        result
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|v| v.get("error").is_none()),
-        "{result}"
-    );
+    assert_accepted(&result);
     assert_eq!(
         timeline_bodies(&b.hs, &room),
         ["m0", "m1", "m2", "m3", "m4"]
@@ -132,14 +137,7 @@ async fn an_event_the_current_state_forbids_is_soft_failed() {
     let extremities_before = a.hs.store.forward_extremities(&room).unwrap();
     let result = deliver(&net, &b.hs, "a.test", late).await;
     // Accepted (its own history allows it), but kept out of the timeline.
-    assert!(
-        result
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|v| v.get("error").is_none()),
-        "{result}"
-    );
+    assert_accepted(&result);
     assert!(timeline_bodies(&a.hs, &room).is_empty());
     assert_eq!(
         a.hs.store.forward_extremities(&room).unwrap(),
@@ -192,13 +190,7 @@ async fn concurrent_state_changes_resolve_to_the_same_state_on_both_servers() {
         deliver(&net, &a.hs, "b.test", from_a).await,
         deliver(&net, &b.hs, "a.test", from_b).await,
     ] {
-        assert!(
-            r.as_object()
-                .unwrap()
-                .values()
-                .all(|v| v.get("error").is_none()),
-            "{r}"
-        );
+        assert_accepted(&r);
     }
     let (ta, tb) = (topic(&a.hs, &room), topic(&b.hs, &room));
     assert_eq!(ta, tb, "the servers disagree after resolution");
@@ -211,13 +203,7 @@ async fn concurrent_state_changes_resolve_to_the_same_state_on_both_servers() {
     assert_eq!(merge.prev_events.len(), 2);
     assert_eq!(a.hs.store.current_state(&room).unwrap(), {
         let r = deliver(&net, &a.hs, "b.test", take_queued(&a.hs, "b.test")).await;
-        assert!(
-            r.as_object()
-                .unwrap()
-                .values()
-                .all(|v| v.get("error").is_none()),
-            "{r}"
-        );
+        assert_accepted(&r);
         b.hs.store.current_state(&room).unwrap()
     });
 }
@@ -248,14 +234,7 @@ async fn a_gap_longer_than_one_request_is_bridged_with_the_state_before_it() {
     }
     let queued = take_queued(&a.hs, "b.test");
     let result = deliver(&net, &a.hs, "b.test", vec![queued.last().unwrap().clone()]).await;
-    assert!(
-        result
-            .as_object()
-            .unwrap()
-            .values()
-            .all(|v| v.get("error").is_none()),
-        "{result}"
-    );
+    assert_accepted(&result);
     let bodies = timeline_bodies(&b.hs, &room);
     assert_eq!(bodies.last().map(String::as_str), Some("m39"));
     assert!(bodies.len() >= 20, "{bodies:?}");

@@ -83,11 +83,23 @@ impl Homeserver {
         if let Some(k) = self.key_ring.lock().unwrap().get(server, key_id, now) {
             return Ok(k);
         }
-        let transport = self.transport.get().ok_or_else(|| {
-            unauthorized(format!(
-                "cannot fetch the keys of {server}: no federation transport"
-            ))
-        })?;
+        let (_, keys) = self
+            .fetch_server_keys(server)
+            .await
+            .map_err(|e| unauthorized(format!("cannot fetch the keys of {server}: {e}")))?;
+        let mut ring = self.key_ring.lock().unwrap();
+        ring.insert(keys);
+        ring.get(server, key_id, now)
+            .ok_or_else(|| unauthorized(format!("{server} has no key {key_id}")))
+    }
+
+    /// `server`'s own key response, fetched through the transport and
+    /// checked (its name, its self-signature, its validity).
+    pub(crate) async fn fetch_server_keys(
+        &self,
+        server: &str,
+    ) -> Result<(Value, Vec<conifer_federation::VerifyKey>), String> {
+        let transport = self.transport.get().ok_or("no federation transport")?;
         let response = transport
             .send(FederationRequest {
                 destination: server.to_owned(),
@@ -97,14 +109,11 @@ impl Homeserver {
                 authorization: None,
             })
             .await
-            .map_err(|e| unauthorized(format!("cannot fetch the keys of {server}: {e}")))?;
-        let json: Value = serde_json::from_slice(&response.body)
-            .map_err(|_| unauthorized(format!("{server} sent a key response that is not JSON")))?;
-        let keys = verify_server_key_response(server, &json, now)
-            .map_err(|e| unauthorized(format!("{server}: {e}")))?;
-        let mut ring = self.key_ring.lock().unwrap();
-        ring.insert(keys);
-        ring.get(server, key_id, now)
-            .ok_or_else(|| unauthorized(format!("{server} has no key {key_id}")))
+            .map_err(|e| e.to_string())?;
+        let json: Value =
+            serde_json::from_slice(&response.body).map_err(|_| "the key response is not JSON")?;
+        let keys =
+            verify_server_key_response(server, &json, now_ms()).map_err(|e| e.to_string())?;
+        Ok((json, keys))
     }
 }

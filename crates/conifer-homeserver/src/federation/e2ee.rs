@@ -4,7 +4,6 @@
 //! device-list changes both ways (`m.device_list_update` and
 //! `m.signing_key_update` EDUs).
 
-use crate::federation::Signal;
 use crate::Homeserver;
 use conifer_store::ToDeviceRecord;
 use serde_json::{json, Map, Value};
@@ -47,18 +46,6 @@ impl Homeserver {
         }
     }
 
-    pub(crate) fn queue_edu_to(&self, servers: Vec<String>, edu: Value) {
-        if servers.is_empty() {
-            return;
-        }
-        match self.store.outbox_push(&servers, false, &edu) {
-            Ok(()) => servers
-                .into_iter()
-                .for_each(|s| self.sender.signal(Signal::Queued(s))),
-            Err(e) => tracing::warn!(error = %e, "cannot queue an EDU"),
-        }
-    }
-
     /// Queues to-device messages for remote users: one EDU per server.
     pub(crate) fn federate_to_device(
         &self,
@@ -71,7 +58,7 @@ impl Homeserver {
             let edu = json!({ "edu_type": "m.direct_to_device", "content": {
                 "sender": sender, "type": kind, "message_id": message_id, "messages": users,
             }});
-            self.queue_edu_to(vec![server], edu);
+            self.queue_for(vec![server], false, &edu);
         }
     }
 
@@ -114,7 +101,7 @@ impl Homeserver {
                 json!({ "edu_type": "m.signing_key_update", "content": content })
             }
         };
-        self.queue_edu_to(servers, edu);
+        self.queue_for(servers, false, &edu);
         Ok(())
     }
 

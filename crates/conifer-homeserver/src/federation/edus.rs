@@ -29,15 +29,19 @@ impl Homeserver {
     }
 
     fn queue_edu(&self, room_id: &str, edu: Value) {
-        let servers = self.remote_servers_in(room_id);
+        self.queue_for(self.remote_servers_in(room_id), false, &edu);
+    }
+
+    /// Queues a PDU or EDU for `servers` and wakes their senders.
+    pub(crate) fn queue_for(&self, servers: Vec<String>, is_pdu: bool, json: &Value) {
         if servers.is_empty() {
             return;
         }
-        match self.store.outbox_push(&servers, false, &edu) {
+        match self.store.outbox_push(&servers, is_pdu, json) {
             Ok(()) => servers
                 .into_iter()
                 .for_each(|s| self.sender.signal(Signal::Queued(s))),
-            Err(e) => tracing::warn!(room = room_id, error = %e, "cannot queue an EDU"),
+            Err(e) => tracing::warn!(error = %e, "cannot queue federation traffic"),
         }
     }
 
@@ -49,16 +53,11 @@ impl Homeserver {
             .into_iter()
             .filter(|s| s != origin)
             .collect();
-        if servers.is_empty() {
-            return;
-        }
-        let json = crate::federation::join::federation_json(pdu);
-        match self.store.outbox_push(&servers, true, &json) {
-            Ok(()) => servers
-                .into_iter()
-                .for_each(|s| self.sender.signal(Signal::Queued(s))),
-            Err(e) => tracing::warn!(room = room_id, error = %e, "cannot queue a PDU"),
-        }
+        self.queue_for(
+            servers,
+            true,
+            &crate::federation::join::federation_json(pdu),
+        );
     }
 
     pub(crate) fn federate_typing(&self, room_id: &str, user_id: &str, typing: bool) {
@@ -98,9 +97,10 @@ impl Homeserver {
         if let Some(m) = status_msg {
             entry["status_msg"] = json!(m);
         }
-        self.queue_edu_to(
+        self.queue_for(
             self.servers_sharing(user),
-            json!({ "edu_type": "m.presence", "content": { "push": [entry] } }),
+            false,
+            &json!({ "edu_type": "m.presence", "content": { "push": [entry] } }),
         );
     }
 

@@ -6,12 +6,12 @@
 use super::join::federation_json;
 use super::receive::verified_pdu;
 use crate::error::{ApiResult, MatrixError};
-use crate::rooms::RoomCache;
+use crate::rooms::{outlier_of, RoomCache};
 use crate::Homeserver;
 use conifer_federation::{sign_request, FederationRequest};
 use conifer_rooms::ruma::OwnedEventId;
 use conifer_rooms::{check_auth, sign_template, Pdu};
-use conifer_store::{NewEvent, OutlierEvent};
+use conifer_store::NewEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -196,17 +196,7 @@ impl Homeserver {
         )
         .map_err(|e| format!("our join fails the auth rules on the state we were sent: {e}"))?;
 
-        let outliers = events
-            .values()
-            .map(|e| OutlierEvent {
-                event_id: e.event_id.to_string(),
-                json: e.json.clone(),
-                kind: e.kind.to_string(),
-                state_key: e.state_key.clone(),
-                sender: e.sender.to_string(),
-                depth: e.depth,
-            })
-            .collect();
+        let outliers = events.values().map(|e| outlier_of(e)).collect();
         let state_list = state
             .iter()
             .map(|((t, k), id)| (t.clone(), k.clone(), id.to_string()))

@@ -9,7 +9,7 @@ use crate::extract::Json as Body;
 use crate::{now_ms, Homeserver};
 use axum::extract::Path;
 use axum::Json;
-use conifer_federation::{notary_sign, verify_server_key_response, FederationRequest};
+use conifer_federation::notary_sign;
 use serde_json::{json, Value};
 
 /// Key responses stay valid for a week; servers re-fetch after that.
@@ -29,19 +29,7 @@ async fn notarised(hs: &Homeserver, server: &str) -> Option<Value> {
     if server == hs.server_name.as_str() {
         return own_keys(hs).ok();
     }
-    let transport = hs.transport.get()?;
-    let response = transport
-        .send(FederationRequest {
-            destination: server.to_owned(),
-            method: "GET".into(),
-            uri: "/_matrix/key/v2/server".into(),
-            body: None,
-            authorization: None,
-        })
-        .await
-        .ok()?;
-    let json: Value = serde_json::from_slice(&response.body).ok()?;
-    let keys = verify_server_key_response(server, &json, now_ms()).ok()?;
+    let (json, keys) = hs.fetch_server_keys(server).await.ok()?;
     hs.key_ring.lock().unwrap().insert(keys);
     notary_sign(&hs.key, &json).ok()
 }
