@@ -240,17 +240,8 @@ impl Homeserver {
         txn: Option<(String, String, String)>,
         forward: bool,
     ) -> ApiResult<(NewEvent, Arc<Pdu>)> {
+        self.check_auth_on_state(&cache.version, &pdu, &cache.state)?;
         let state = &cache.state;
-        check_auth(
-            &cache.version,
-            &pdu,
-            |id| self.cached_event(id.as_str()),
-            |t, k| {
-                state
-                    .get(&(t.to_string(), k.to_owned()))
-                    .and_then(|id| self.cached_event(id.as_str()))
-            },
-        )?;
         let kind = pdu.kind.to_string();
         if kind == "m.room.redaction" {
             self.check_redaction_allowed(room_id, &pdu)?;
@@ -357,17 +348,7 @@ impl Homeserver {
             now_ms(),
             &self.key,
         )?;
-        let state = &cache.state;
-        check_auth(
-            &cache.version,
-            &pdu,
-            |id| self.cached_event(id.as_str()),
-            |t, k| {
-                state
-                    .get(&(t.to_string(), k.to_owned()))
-                    .and_then(|id| self.cached_event(id.as_str()))
-            },
-        )?;
+        self.check_auth_on_state(&cache.version, &pdu, &cache.state)?;
         Ok(pdu)
     }
 
@@ -460,13 +441,9 @@ impl Homeserver {
                 resolve_state(&cache.version, &forks, fetch).map_err(|e| e.to_string())?
             };
             // Soft-fail: allowed by the state before it, not by the room now.
-            let current = &cache.state;
-            let soft_failed = check_auth(&cache.version, &pdu, fetch, |t, k| {
-                current
-                    .get(&(t.to_string(), k.to_owned()))
-                    .and_then(|id| self.cached_event(id.as_str()))
-            })
-            .is_err();
+            let soft_failed = self
+                .check_auth_on_state(&cache.version, &pdu, &cache.state)
+                .is_err();
             cache.state = before.clone();
             Some((before, soft_failed))
         };
@@ -516,6 +493,26 @@ impl Homeserver {
                 .map_err(|e| e.message)?;
         }
         Ok(())
+    }
+
+    /// The auth rules for `pdu` against a room state (the current one, or
+    /// the state before the event).
+    pub(crate) fn check_auth_on_state(
+        &self,
+        version: &str,
+        pdu: &Pdu,
+        state: &StateIdMap,
+    ) -> Result<(), conifer_rooms::BuildError> {
+        check_auth(
+            version,
+            pdu,
+            |id| self.cached_event(id.as_str()),
+            |t, k| {
+                state
+                    .get(&(t.to_string(), k.to_owned()))
+                    .and_then(|id| self.cached_event(id.as_str()))
+            },
+        )
     }
 
     /// The auth rules against the event's own auth events (which must be

@@ -4,6 +4,7 @@
 //! had arrived in order). A server that was offline catches up this way:
 //! the next event it hears of pulls in the ones it missed.
 
+use super::enc;
 use super::receive::verified_pdu;
 use crate::rooms::outlier_of;
 use crate::Homeserver;
@@ -12,10 +13,6 @@ use serde_json::json;
 
 /// How many missing parents one request asks for (Synapse asks for 10).
 const MISSING_EVENTS_LIMIT: usize = 20;
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 impl Homeserver {
     fn known(&self, event_id: &str) -> bool {

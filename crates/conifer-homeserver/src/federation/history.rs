@@ -97,17 +97,28 @@ fn state_at(hs: &Homeserver, room: &str, event: &str) -> Result<StateAndChain, M
     Ok((state, chain))
 }
 
+/// The state before the `event_id` of the query, and its auth chain, for
+/// a server in the room (`state` and `state_ids`).
+fn requested_state(
+    hs: &Homeserver,
+    room: &str,
+    query: &Option<String>,
+    auth: &FederationAuth,
+) -> Result<StateAndChain, MatrixError> {
+    require_in_room(hs, room, &auth.origin)?;
+    let event = query_param(query, "event_id")
+        .pop()
+        .ok_or_else(|| MatrixError::missing_param("event_id"))?;
+    state_at(hs, room, &event)
+}
+
 pub async fn state_ids(
     hs: Hs,
     Path(room): Path<String>,
     RawQuery(q): RawQuery,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    require_in_room(&hs, &room, &auth.origin)?;
-    let event = query_param(&q, "event_id")
-        .pop()
-        .ok_or_else(|| MatrixError::missing_param("event_id"))?;
-    let (state, chain) = state_at(&hs, &room, &event)?;
+    let (state, chain) = requested_state(&hs, &room, &q, &auth)?;
     Ok(Json(json!({
         "pdu_ids": state.iter().map(|p| p.event_id.to_string()).collect::<Vec<_>>(),
         "auth_chain_ids": chain.iter().map(|p| p.event_id.to_string()).collect::<Vec<_>>(),
@@ -120,11 +131,7 @@ pub async fn state(
     RawQuery(q): RawQuery,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    require_in_room(&hs, &room, &auth.origin)?;
-    let event = query_param(&q, "event_id")
-        .pop()
-        .ok_or_else(|| MatrixError::missing_param("event_id"))?;
-    let (state, chain) = state_at(&hs, &room, &event)?;
+    let (state, chain) = requested_state(&hs, &room, &q, &auth)?;
     Ok(Json(json!({
         "pdus": state.iter().map(|p| federation_json(p)).collect::<Vec<_>>(),
         "auth_chain": chain.iter().map(|p| federation_json(p)).collect::<Vec<_>>(),

@@ -16,6 +16,7 @@
 //! through the inviting server (`make_leave`, `send_leave`); the leave is
 //! kept so that `/sync` shows the room under `rooms.leave`.
 
+use super::enc;
 use super::join::federation_json;
 use super::receive::verified_pdu;
 use super::FederationAuth;
@@ -31,7 +32,7 @@ use conifer_rooms::ruma::serde::Base64;
 use conifer_rooms::ruma::signatures::{verify_json, PublicKeyMap};
 use conifer_rooms::ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId};
 use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId};
-use conifer_rooms::{build_event, check_auth, rules_for, sign_template, EventTemplate, Pdu};
+use conifer_rooms::{build_event, rules_for, sign_template, EventTemplate, Pdu};
 use conifer_store::RemoteInvite;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -50,10 +51,6 @@ const INVITE_STATE: [&str; 7] = [
 
 fn server_of(user: &str) -> Option<&str> {
     user.split_once(':').map(|(_, s)| s)
-}
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 /// `PUT /_matrix/federation/v2/invite/{roomId}/{eventId}`.
@@ -206,16 +203,7 @@ impl Homeserver {
             &self.key,
         )?;
         // Refuse here what the room would refuse, before bothering the invitee's server.
-        check_auth(
-            &version,
-            &pdu,
-            |id| self.cached_event(id.as_str()),
-            |t, k| {
-                state
-                    .get(&(t.to_string(), k.to_owned()))
-                    .and_then(|id| self.cached_event(id.as_str()))
-            },
-        )?;
+        self.check_auth_on_state(&version, &pdu, state)?;
         let invite_room_state = self.invite_room_state(state, sender);
         let body = json!({
             "room_version": version,

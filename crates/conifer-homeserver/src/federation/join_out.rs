@@ -3,6 +3,7 @@
 //! returns (signatures, hashes, auth rules against their own auth events),
 //! then store the room with that state and the join on top.
 
+use super::enc;
 use super::join::federation_json;
 use super::receive::verified_pdu;
 use crate::error::{ApiResult, MatrixError};
@@ -15,10 +16,6 @@ use conifer_store::NewEvent;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::Arc;
-
-fn enc(s: &str) -> String {
-    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
 
 impl Homeserver {
     /// Sends one signed request to `destination` through the transport;

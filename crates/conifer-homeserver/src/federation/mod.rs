@@ -116,6 +116,11 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .with_state(hs)
 }
 
+/// A path segment of a federation URI (room, event and user IDs).
+pub(crate) fn enc(s: &str) -> String {
+    percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
 async fn version() -> Json<serde_json::Value> {
     Json(json!({ "server": { "name": "Conifer", "version": env!("CARGO_PKG_VERSION") } }))
 }
