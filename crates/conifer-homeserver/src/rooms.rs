@@ -495,6 +495,40 @@ impl Homeserver {
         Ok(())
     }
 
+    /// Whether a remote PDU can take the fast path: it extends the room's
+    /// single forward extremity (so the state before it is the current
+    /// state), every auth event is known, and no state was adopted for it.
+    /// Such an event needs no fetching and no state loads.
+    pub(crate) fn extends_tip(&self, cache: &RoomCache, pdu: &Pdu) -> bool {
+        cache.extremities.len() == 1
+            && pdu.prev_events.len() == 1
+            && cache.extremities[0].0 == pdu.prev_events[0]
+            && !self
+                .adopted_states
+                .lock()
+                .unwrap()
+                .contains_key(pdu.event_id.as_str())
+            && pdu
+                .auth_events
+                .iter()
+                .all(|id| self.cached_event(id.as_str()).is_some())
+    }
+
+    /// Checks a remote PDU that [extends the tip](Self::extends_tip) against
+    /// its auth events and the current state and advances the cache past
+    /// it; returns what to persist. Nothing is written yet.
+    pub(crate) async fn prepare_remote_on_tip(
+        &self,
+        room_id: &str,
+        cache: &mut RoomCache,
+        pdu: Pdu,
+    ) -> Result<(NewEvent, Arc<Pdu>), String> {
+        self.check_against_auth_events(&cache.version, &pdu)?;
+        self.prepare(room_id, cache, pdu, None, false)
+            .await
+            .map_err(|e| e.message)
+    }
+
     /// The auth rules for `pdu` against a room state (the current one, or
     /// the state before the event).
     pub(crate) fn check_auth_on_state(
@@ -603,7 +637,12 @@ impl Homeserver {
         Ok(())
     }
 
-    fn apply_redaction(&self, version: &str, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
+    pub(crate) fn apply_redaction(
+        &self,
+        version: &str,
+        room_id: &str,
+        redaction: &Pdu,
+    ) -> ApiResult<()> {
         let Some(target) = redaction
             .redacts
             .as_ref()

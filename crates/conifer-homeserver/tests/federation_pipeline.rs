@@ -8,6 +8,7 @@ mod common;
 use common::federation::*;
 use conifer_homeserver::Homeserver;
 use conifer_rooms::EventTemplate;
+use conifer_store::{RoomStore, Store};
 use serde_json::{json, Value};
 
 const ALICE: &str = "@alice:a.test";
@@ -248,5 +249,74 @@ async fn a_gap_longer_than_one_request_is_bridged_with_the_state_before_it() {
     assert_eq!(
         timeline_bodies(&b.hs, &room).last().map(String::as_str),
         Some("after the gap")
+    );
+}
+
+/// A transaction's messages on the room's tip are accepted together: in the
+/// order sent, with a state change and a redaction among them taking effect,
+/// a duplicate left alone, and everything committed before the answer (a
+/// second connection to B's database file sees it all).
+#[tokio::test]
+async fn a_transaction_is_accepted_in_order_and_committed_before_the_answer() {
+    let (net, a, b, room) = setup().await;
+    take_queued(&a.hs, "b.test");
+    let mut redacted = None;
+    for i in 0..30 {
+        if i == 10 {
+            a.hs.send_event(
+                &room,
+                ALICE,
+                template("m.room.topic", Some(""), json!({ "topic": "mid-run" })),
+                None,
+            )
+            .await
+            .unwrap();
+        }
+        let sent =
+            a.hs.send_event(&room, ALICE, text(&format!("m{i}")), None)
+                .await
+                .unwrap();
+        if i == 5 {
+            redacted = Some(sent.event_id.to_string());
+        }
+        if i == 20 {
+            let redaction = EventTemplate {
+                kind: "m.room.redaction".into(),
+                state_key: None,
+                content: json!({ "redacts": redacted.clone().unwrap() }),
+                redacts: redacted.clone(),
+            };
+            a.hs.send_event(&room, ALICE, redaction, None)
+                .await
+                .unwrap();
+        }
+    }
+    let mut queued = take_queued(&a.hs, "b.test");
+    assert_eq!(queued.len(), 32);
+    queued.push(queued[3].clone());
+    let result = deliver(&net, &a.hs, "b.test", queued).await;
+    assert_accepted(&result);
+
+    let expected: Vec<Option<String>> =
+        (0..30).map(|i| (i != 5).then(|| format!("m{i}"))).collect();
+    let bodies = |store: &dyn Store| -> Vec<Option<String>> {
+        let mut events = store
+            .room_events(&room, 0, u64::MAX >> 1, false, 1000)
+            .unwrap();
+        events.retain(|e| e.value()["type"] == "m.room.message");
+        events
+            .iter()
+            .map(|e| e.value()["content"]["body"].as_str().map(str::to_owned))
+            .collect()
+    };
+    assert_eq!(bodies(b.hs.store.as_ref()), expected);
+    assert_eq!(topic(&b.hs, &room), "mid-run");
+    let on_disk =
+        conifer_store::sqlite::SqliteStore::open(&b.hs.config.data_dir.join("homeserver.db"))
+            .unwrap();
+    assert_eq!(bodies(on_disk.as_ref()), expected);
+    assert_eq!(
+        on_disk.forward_extremities(&room).unwrap(),
+        a.hs.store.forward_extremities(&room).unwrap()
     );
 }

@@ -141,6 +141,21 @@ pub trait RoomStore: Send + Sync {
     /// group after it, forward extremities, memberships, notifications and the
     /// client's transaction ID.
     fn persist_event(&self, event: NewEvent) -> Result<PersistedEvent>;
+    /// Persists events in order in one database transaction, each as
+    /// [`persist_event`](Self::persist_event) would. All or nothing, but for
+    /// events already stored: those come back as `Err(Conflict)` and leave
+    /// the others to be stored. An `Err` means nothing was stored.
+    fn persist_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<PersistedEvent>>> {
+        let mut out = Vec::with_capacity(events.len());
+        for event in events {
+            match self.persist_event(event) {
+                Err(StoreError::Conflict) => out.push(Err(StoreError::Conflict)),
+                Err(e) => return Err(e),
+                Ok(p) => out.push(Ok(p)),
+            }
+        }
+        Ok(out)
+    }
     /// Stores events outside the timeline (auth and state events fetched
     /// from other servers, soft-failed events); known ones are left alone.
     fn store_outliers(&self, room_id: &str, events: Vec<OutlierEvent>) -> Result<()>;

@@ -8,6 +8,7 @@ pub(crate) mod e2ee;
 mod edus;
 mod gaps;
 mod history;
+mod ingest;
 mod invite;
 pub(crate) mod join;
 mod join_out;

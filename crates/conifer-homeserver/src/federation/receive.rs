@@ -59,9 +59,14 @@ pub async fn send_transaction(
     if !hs.store.record_inbound_txn(&auth.origin, &txn_id)? {
         return Ok(Json(json!({ "pdus": {} }))); // Already processed: idempotent.
     }
-    let mut results = Map::new();
+    // Signatures and hashes first (no room lock needed), then the auth
+    // rules and storage in the order sent.
+    let mut checked = Vec::with_capacity(pdus.len());
     for pdu in pdus {
-        let (id, outcome) = receive_pdu(&hs, pdu, &auth.origin).await;
+        checked.push(checked_pdu(&hs, pdu).await);
+    }
+    let mut results = Map::new();
+    for (id, outcome) in super::ingest::accept_in_order(&hs, checked, &auth.origin).await {
         let entry = match outcome {
             Ok(()) => json!({}),
             Err(e) => {
@@ -75,21 +80,6 @@ pub async fn send_transaction(
         receive_edu(&hs, &auth.origin, &edu);
     }
     Ok(Json(json!({ "pdus": results })))
-}
-
-/// Checks and stores one PDU; returns its event ID (or a placeholder) and the verdict.
-async fn receive_pdu(hs: &Homeserver, pdu: Value, origin: &str) -> (String, Result<(), String>) {
-    match checked_pdu(hs, pdu).await {
-        (id, Ok(Some((room_id, pdu)))) => {
-            if let Some(version) = hs.room_version(&room_id) {
-                hs.fill_gaps(&room_id, &version, &pdu, origin).await;
-            }
-            let outcome = hs.accept_remote(&room_id, pdu).await;
-            (id, outcome)
-        }
-        (id, Ok(None)) => (id, Ok(())),
-        (id, Err(e)) => (id, Err(e)),
-    }
 }
 
 /// The checks before the auth rules: room, format, signatures, content hash

@@ -513,6 +513,30 @@ impl RoomStore for SqliteStore {
         self.write(move |c, pos| persist(c, pos, event))
     }
 
+    fn persist_events(&self, events: Vec<NewEvent>) -> Result<Vec<Result<PersistedEvent>>> {
+        // One write job: one commit for the whole batch. Each event has its
+        // own savepoint so that a duplicate leaves no half-written rows;
+        // any other failure fails the job, which rolls back every event.
+        self.write(move |c, pos| {
+            let mut out = Vec::with_capacity(events.len());
+            for event in events {
+                c.execute_batch("SAVEPOINT event")?;
+                match persist(c, pos, event) {
+                    Err(StoreError::Conflict) => {
+                        c.execute_batch("ROLLBACK TO event; RELEASE event")?;
+                        out.push(Err(StoreError::Conflict));
+                    }
+                    Err(e) => return Err(e),
+                    Ok(p) => {
+                        c.execute_batch("RELEASE event")?;
+                        out.push(Ok(p));
+                    }
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn room_state_group(&self, room_id: &str) -> Result<Option<i64>> {
         self.read(|c| {
             Ok(optional(cached_row(
