@@ -220,12 +220,13 @@ fn measure(hops: usize) -> serde_json::Value {
             bob.clone(),
             b.client,
         );
+        // The first token is taken before anything is sent, so that no
+        // message (the warm-up above all) can land before it and be missed.
+        let mut since = call(port, "GET", "/_matrix/client/v3/sync", Some(&bob), "")["next_batch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         std::thread::spawn(move || {
-            let mut since = call(port, "GET", "/_matrix/client/v3/sync", Some(&bob), "")
-                ["next_batch"]
-                .as_str()
-                .unwrap()
-                .to_owned();
             while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                 let r = call(
                     port,
@@ -309,6 +310,14 @@ fn measure(hops: usize) -> serde_json::Value {
     create_and_join(&a, &alice, &b, &bob);
     std::thread::sleep(Duration::from_secs(5));
     let idle_rss = rss_mib(b.child.id());
+    // For a look inside the idle node (gdb, /proc/PID/smaps) before it stops.
+    if let Some(hold) = std::env::var("P2P_BENCH_HOLD_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!("holding node B (pid {}) for {hold} s", b.child.id());
+        std::thread::sleep(Duration::from_secs(hold));
+    }
     drop(relays);
     let _ = (
         std::fs::remove_dir_all(&dir_a),

@@ -2,6 +2,7 @@
 
 mod cli;
 mod demo_cmd;
+mod idle_trim;
 mod key_file;
 mod overlay_cmd;
 mod overlay_transport;
