@@ -134,6 +134,16 @@ impl Homeserver {
         Ok(auth)
     }
 
+    /// Frees memory held only for speed (decoded events, the database's page
+    /// caches and parsed statements), for an embedder whose process has gone
+    /// idle. Blocks briefly: it waits for the database writer.
+    pub fn release_memory(&self) {
+        // The same as when the event cache fills up: events are read again
+        // from the store when next needed.
+        self.events.lock().unwrap().clear();
+        self.store.release_memory();
+    }
+
     /// Forgets cached tokens (after a logout or password change).
     pub(crate) fn forget_tokens(&self, user_id: &str) {
         self.tokens

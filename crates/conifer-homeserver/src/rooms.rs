@@ -246,8 +246,6 @@ impl Homeserver {
         if kind == "m.room.redaction" {
             self.check_redaction_allowed(room_id, &pdu)?;
         }
-        let mut value: Value =
-            serde_json::from_str(&pdu.json).map_err(|e| MatrixError::bad_json(e.to_string()))?;
         let mut unsigned = serde_json::Map::new();
         if let Some(sk) = &pdu.state_key {
             if let Some(prev) = state
@@ -265,10 +263,15 @@ impl Homeserver {
                 json!({ "device": device, "txn_id": txn_id }),
             );
         }
-        if !unsigned.is_empty() {
+        // Most events (a remote message, say) gain nothing: keep their JSON.
+        let stored_json = if unsigned.is_empty() {
+            pdu.json.clone()
+        } else {
+            let mut value: Value = serde_json::from_str(&pdu.json)
+                .map_err(|e| MatrixError::bad_json(e.to_string()))?;
             value["unsigned"] = Value::Object(unsigned);
-        }
-        let stored_json = value.to_string();
+            value.to_string()
+        };
         // One read of the joined members serves notifications and the outbox.
         let members = self.store.room_members(room_id, Some("join"))?;
         let notify = self

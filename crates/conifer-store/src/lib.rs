@@ -42,13 +42,35 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// The full storage interface the homeserver needs.
 pub trait Store:
-    AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore + InviteStore
+    AccountStore
+    + RoomStore
+    + StreamStore
+    + KeyStore
+    + MediaStore
+    + OutboxStore
+    + InviteStore
+    + Housekeeping
 {
 }
 impl<
-        T: AccountStore + RoomStore + StreamStore + KeyStore + MediaStore + OutboxStore + InviteStore,
+        T: AccountStore
+            + RoomStore
+            + StreamStore
+            + KeyStore
+            + MediaStore
+            + OutboxStore
+            + InviteStore
+            + Housekeeping,
     > Store for T
 {
+}
+
+/// What a store does for the process around it rather than for a request.
+pub trait Housekeeping: Send + Sync {
+    /// Frees memory the store holds only to go faster (page caches, parsed
+    /// statements), for an idle process that wants to stay small. Nothing
+    /// is lost: it is read or parsed again when next needed.
+    fn release_memory(&self);
 }
 
 /// Users, devices, access tokens, filters and profiles.

@@ -1,8 +1,9 @@
 //! `persist_events`: a run of events in one commit, in order, a duplicate
-//! answered with `Conflict` without stopping the others.
+//! answered with `Conflict` without stopping the others; and a store that
+//! released its caches reads and writes on.
 
 use conifer_store::sqlite::SqliteStore;
-use conifer_store::{NewEvent, RoomStore, StoreError};
+use conifer_store::{Housekeeping, NewEvent, RoomStore, StoreError};
 
 fn message(room: &str, n: i64) -> NewEvent {
     NewEvent {
@@ -55,4 +56,21 @@ fn a_run_is_stored_in_order_and_a_duplicate_does_not_stop_it() {
     assert_eq!(store.forward_extremities(room).unwrap(), ["$m2"]);
     // Stream positions follow the order of the run.
     assert!(events[1].stream_pos < events[2].stream_pos);
+}
+
+#[test]
+fn the_store_works_on_after_releasing_its_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("db.sqlite")).unwrap();
+    let room = "!r:here";
+    store.create_room(room, "10").unwrap();
+    store.persist_event(message(room, 0)).unwrap();
+    store.persist_event(message(room, 1)).unwrap();
+    store.release_memory();
+    store.persist_event(message(room, 2)).unwrap();
+    let events = store
+        .room_events(room, 0, u64::MAX >> 1, false, 10)
+        .unwrap();
+    assert_eq!(events.len(), 3);
+    assert_eq!(store.forward_extremities(room).unwrap(), ["$m2"]);
 }

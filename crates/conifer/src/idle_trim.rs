@@ -1,4 +1,8 @@
-//! Hands freed heap memory back to the OS once the node goes quiet.
+//! Hands memory back to the OS once the node goes quiet.
+//!
+//! First the homeserver drops what it keeps only for speed (SQLite's page
+//! caches and parsed statements, as mobile apps do on a low-memory warning),
+//! then the allocator returns the free pages.
 //!
 //! glibc keeps freed memory inside its arenas (one per thread that ever
 //! allocated, so each tokio worker has its own) for reuse, and only trims
@@ -29,9 +33,11 @@ fn should_trim(last_tick_cpu: Duration, cpu_since_trim: Duration) -> bool {
 
 /// Spawns the trimming task on the current tokio runtime (a no-op where the
 /// allocator is not glibc's).
-pub fn spawn() {
+pub fn spawn(hs: std::sync::Arc<conifer_homeserver::Homeserver>) {
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    let _ = hs;
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    tokio::spawn(async {
+    tokio::spawn(async move {
         let mut interval = tokio::time::interval(TICK);
         interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut previous = process_cpu_time();
@@ -43,11 +49,17 @@ pub fn spawn() {
                 now.saturating_sub(previous),
                 now.saturating_sub(at_last_trim),
             ) {
-                // SAFETY: malloc_trim only returns free pages to the kernel;
-                // it takes each arena's lock like any allocation does.
-                unsafe {
-                    libc::malloc_trim(0);
-                }
+                let hs = hs.clone();
+                let _ = tokio::task::spawn_blocking(move || {
+                    hs.release_memory();
+                    // SAFETY: malloc_trim only returns free pages to the
+                    // kernel; it takes each arena's lock like any
+                    // allocation does.
+                    unsafe {
+                        libc::malloc_trim(0);
+                    }
+                })
+                .await;
                 at_last_trim = process_cpu_time();
                 tracing::trace!("idle: returned free heap memory to the OS");
             }

@@ -129,7 +129,7 @@ impl RunArgs {
         );
         let mut events = node.as_ref().map(|n| n.subscribe());
         let server = tokio::spawn(async move { server.await });
-        crate::idle_trim::spawn();
+        crate::idle_trim::spawn(hs.clone());
         loop {
             tokio::select! {
                 r = async { match events.as_mut() { Some(e) => e.recv().await.ok(), None => std::future::pending().await } } => {

@@ -104,6 +104,30 @@ impl SqliteStore {
     }
 }
 
+impl crate::Housekeeping for SqliteStore {
+    fn release_memory(&self) {
+        // Pooled readers are not in use while they are in the pool.
+        for conn in self.readers.lock().unwrap().iter() {
+            release_connection_memory(conn);
+        }
+        let released = self.write(|c, _| {
+            release_connection_memory(c);
+            Ok(())
+        });
+        if let Err(e) = released {
+            tracing::warn!(error = %e, "could not release the writer's memory");
+        }
+    }
+}
+
+/// Drops a connection's cached pages and parsed statements.
+fn release_connection_memory(conn: &Connection) {
+    conn.flush_prepared_statement_cache();
+    if let Err(e) = conn.execute_batch("PRAGMA shrink_memory") {
+        tracing::debug!(error = %e, "PRAGMA shrink_memory failed");
+    }
+}
+
 /// Hands out stream positions inside a write.
 pub(crate) struct Positions<'a>(&'a AtomicU64);
 
