@@ -14,20 +14,19 @@
 //! link latency earlier; so the events of one node form the same sequence
 //! whether all nodes share one queue or not.
 //!
-//! **Parallel runs** (conservative, windowed): the nodes are split into
-//! contiguous ranges, one per thread, each with its own queue. With `L` the
-//! smallest link latency ever configured, nothing a node does in `[t, t+L)`
-//! can reach another node before `t + L`; so each thread runs its nodes'
-//! events of that window on its own, sends what crosses to another range to
-//! that range's inbox, and the threads meet at a barrier before the next
-//! window (which starts at the earliest event anywhere). Everything global —
-//! the runner's pings, churn, moves and checks, link tables — happens between
+//! **Parallel runs** (conservative, in windows): the nodes are dealt to
+//! parts, one per thread, each with its own queue. With `L` the smallest
+//! link latency ever configured, nothing a node does in `[t, t+L)` can reach
+//! another node before `t + L`; so each thread runs its nodes' events of that
+//! window on its own, hands what is for another part's nodes to that part's
+//! inbox, and the threads meet at a barrier before the next window (which
+//! starts at the earliest event anywhere). Everything global — the runner's
+//! pings, churn, moves and checks, the link tables — happens between
 //! `run_until` calls, on one thread. A run's results are identical with any
 //! number of threads (tested); zero-latency links (Sybil identities) leave
 //! no lookahead, and then one thread runs everything.
 
 use std::collections::BTreeMap;
-use std::ops::Range;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 
@@ -94,6 +93,8 @@ pub struct Node {
     /// Events this node has scheduled: with the node's id, the tie-breaker
     /// of their keys.
     scheduled: u64,
+    /// Events run at this node (to balance the parts of a parallel run).
+    events: u64,
     /// Adversaries filter what they receive before their router sees it.
     pub filter: Option<DropFilter>,
     pub honest: bool,
@@ -218,11 +219,14 @@ pub struct EngineConfig {
 /// window holds too few events to pay for the barrier.
 const PARALLEL_MIN_NODES: usize = 2_000;
 
+/// How often (virtual time) a parallel run re-balances its parts.
+const REBALANCE_INTERVAL: SimTime = 20 * crate::time::MICROS_PER_SEC;
+
 pub struct Engine {
     now: SimTime,
-    /// One queue per part; part `p` runs nodes `bounds[p]..bounds[p + 1]`.
+    /// One queue per part; `owner[n]` is the part that runs node `n`.
     queues: Vec<TwoLaneQueue<Ev>>,
-    bounds: Vec<NodeId>,
+    owner: Vec<u8>,
     pub nodes: Vec<Node>,
     /// Every node's key (a pong's destination may be run by another thread).
     keys: Vec<PublicKey>,
@@ -233,6 +237,11 @@ pub struct Engine {
     links: Vec<Option<Link>>,
     /// The distinct link parameters in use (port slots name them by index).
     params: Vec<LinkParams>,
+    /// Each node's event count at the last rebalance, and when the next is due.
+    load_mark: Vec<u64>,
+    rebalance_at: SimTime,
+    /// Time each part's thread spent running events since the last rebalance.
+    busy_ns: Vec<u64>,
     /// The smallest propagation delay of any link ever made: the lookahead.
     min_latency: SimTime,
     /// Neighbour → link, per node: the live topology.
@@ -252,11 +261,14 @@ impl Engine {
         Engine {
             now: 0,
             queues: vec![TwoLaneQueue::default()],
-            bounds: vec![0, NodeId::MAX],
+            owner: Vec::new(),
             nodes: Vec::new(),
             keys: Vec::new(),
             links: vec![None],
             params: Vec::new(),
+            load_mark: Vec::new(),
+            rebalance_at: 0,
+            busy_ns: Vec::new(),
             min_latency: SimTime::MAX,
             adj: Vec::new(),
             next_link: 1,
@@ -290,12 +302,13 @@ impl Engine {
         self.queues.len()
     }
 
-    /// Splits the nodes over `threads` threads (`None`: the machine's
+    /// Deals the nodes to `threads` threads (`None`: the machine's
     /// available parallelism, at most 2, and one thread for networks under
-    /// 2 000 nodes), in contiguous ranges of about equal weight (a node
-    /// weighs one plus its degree, as most events are frames). Results do
-    /// not depend on it. Falls back to one thread when some link has no
-    /// latency (no lookahead).
+    /// 2 000 nodes), in parts of about equal weight (at first one plus the
+    /// degree, as most events are frames; every 20 virtual seconds, the
+    /// measured work). Results do not depend on
+    /// it. Falls back to one thread when some link has no latency (no
+    /// lookahead).
     pub fn set_threads(&mut self, threads: Option<usize>) {
         let n = self.nodes.len();
         let mut k = match threads {
@@ -310,36 +323,56 @@ impl Engine {
         }
         k = k.min(n.max(1));
         let weights: Vec<u64> = (0..n).map(|i| 1 + self.adj[i].len() as u64).collect();
-        let total: u64 = weights.iter().sum();
-        let mut bounds = vec![0];
-        let mut acc = 0;
-        for (i, w) in weights.iter().enumerate() {
-            acc += w;
-            if bounds.len() < k && acc * k as u64 >= total * bounds.len() as u64 {
-                bounds.push(i + 1);
-            }
-        }
-        while bounds.len() < k + 1 {
-            bounds.push(n);
-        }
-        *bounds.last_mut().expect("k >= 1") = NodeId::MAX;
-        self.repartition(bounds);
+        self.load_mark = self.nodes.iter().map(|n| n.events).collect();
+        self.rebalance_at = self.now + REBALANCE_INTERVAL;
+        self.repartition(k, assign(&weights, k));
     }
 
-    fn repartition(&mut self, bounds: Vec<NodeId>) {
+    /// Re-deals the nodes so that each part ran about as much work since the
+    /// last rebalance (hubs and busy regions change as the network
+    /// converges).
+    fn rebalance(&mut self) {
+        // Events at hubs cost more (bigger tables), so each part's events
+        // are weighted by the time its thread spent on one (a clock reading
+        // that only moves work between threads, never changes a result).
+        let k = self.queues.len();
+        let events: Vec<u64> = (self.nodes.iter().zip(&self.load_mark))
+            .map(|(n, &m)| n.events - m)
+            .collect();
+        let mut count = vec![0u64; k];
+        for (i, e) in events.iter().enumerate() {
+            count[self.part_of(i)] += e;
+        }
+        let cost: Vec<f64> = (0..k)
+            .map(|p| self.busy_ns[p] as f64 / count[p].max(1) as f64)
+            .collect();
+        self.busy_ns.iter_mut().for_each(|b| *b = 0);
+        let weights: Vec<u64> = (events.iter().enumerate())
+            .map(|(i, &e)| 1 + (e as f64 * cost[self.part_of(i)]) as u64)
+            .collect();
+        self.load_mark = self.nodes.iter().map(|n| n.events).collect();
+        self.rebalance_at = self.now + REBALANCE_INTERVAL;
+        let owner = assign(&weights, k);
+        if owner != self.owner {
+            self.repartition(k, owner);
+        }
+    }
+
+    fn repartition(&mut self, parts: usize, owner: Vec<u8>) {
         let mut events = Vec::new();
         for q in &mut self.queues {
             events.extend(q.drain());
         }
-        self.queues = (1..bounds.len()).map(|_| TwoLaneQueue::default()).collect();
-        self.bounds = bounds;
+        self.queues = (0..parts).map(|_| TwoLaneQueue::default()).collect();
+        self.busy_ns = vec![0; parts];
+        self.owner = owner;
         for (key, near, ev) in events {
             self.enqueue(Outgoing { key, near, ev });
         }
     }
 
     fn part_of(&self, n: NodeId) -> usize {
-        part_of(&self.bounds, n)
+        part_of(&self.owner, n)
     }
 
     fn enqueue(&mut self, o: Outgoing) {
@@ -357,9 +390,9 @@ impl Engine {
     fn with_part<R>(&mut self, f: impl FnOnce(&mut Part<'_>) -> R) -> R {
         let single = self.queues.len() == 1;
         let mut part = Part {
-            nodes: &mut self.nodes,
-            base: 0,
-            mine: if single { 0..NodeId::MAX } else { 0..0 },
+            nodes: NodesMut::new(&mut self.nodes),
+            owner: &self.owner,
+            mine: if single { Mine::All } else { Mine::Nothing },
             queue: &mut self.queues[0],
             out: Vec::new(),
             params: &self.params,
@@ -413,12 +446,14 @@ impl Engine {
             timer_at: None,
             fired_ms: None,
             scheduled: 0,
+            events: 0,
             filter: None,
             honest: true,
             counters: NodeCounters::default(),
             tree_changes: 0,
         });
         self.keys.push(key);
+        self.owner.push(0);
         self.adj.push(BTreeMap::new());
         self.node_up(id);
         id
@@ -502,7 +537,7 @@ impl Engine {
         };
         self.min_latency = self.min_latency.min(latency);
         if self.min_latency == 0 && self.queues.len() > 1 {
-            self.repartition(vec![0, NodeId::MAX]);
+            self.repartition(1, vec![0; self.nodes.len()]);
         }
         let id = self.next_link;
         assert!(id < u32::MAX as LinkId, "too many links");
@@ -560,9 +595,9 @@ impl Engine {
         if self.queues.len() == 1 {
             let (counters, closed, now) = {
                 let mut part = Part {
-                    nodes: &mut self.nodes,
-                    base: 0,
-                    mine: 0..NodeId::MAX,
+                    nodes: NodesMut::new(&mut self.nodes),
+                    owner: &self.owner,
+                    mine: Mine::All,
                     queue: &mut self.queues[0],
                     out: Vec::new(),
                     params: &self.params,
@@ -583,6 +618,9 @@ impl Engine {
             self.apply_closed(closed);
         } else {
             self.run_parallel(until);
+            if self.now >= self.rebalance_at {
+                self.rebalance();
+            }
         }
         self.now = self.now.max(until);
         self.pings.sync();
@@ -596,24 +634,22 @@ impl Engine {
             barrier: SpinBarrier::new(parts),
         };
         let lookahead = self.min_latency;
-        let (bounds, params, keys, pings, seed, now) = (
-            &self.bounds,
+        let (owner, params, keys, pings, seed, now) = (
+            &self.owner,
             &self.params,
             &self.keys,
             &self.pings,
             self.seed,
             self.now,
         );
+        let nodes = NodesMut::new(&mut self.nodes);
         let mut work = Vec::new();
-        let mut rest: &mut [Node] = &mut self.nodes;
         for (p, queue) in self.queues.iter_mut().enumerate() {
-            let (lo, hi) = (bounds[p], bounds[p + 1].min(bounds[p] + rest.len()));
-            let (nodes, tail) = rest.split_at_mut(hi - lo);
-            rest = tail;
             work.push(Part {
-                nodes,
-                base: lo,
-                mine: lo..hi,
+                // Each part only touches the nodes it owns (see `NodesMut`).
+                nodes: nodes.share(),
+                owner,
+                mine: Mine::Part(p as u8),
                 queue,
                 out: Vec::new(),
                 params,
@@ -626,21 +662,29 @@ impl Engine {
                 dirty: Vec::new(),
             });
         }
-        let done: Vec<(EngineCounters, Vec<LinkId>, SimTime)> = std::thread::scope(|s| {
+        let done: Vec<Done> = std::thread::scope(|s| {
             let shared = &shared;
             let mut work = work.into_iter().enumerate();
             let (_, first) = work.next().expect("parts >= 1");
             let handles: Vec<_> = work
                 .map(|(p, part)| {
-                    s.spawn(move || window_loop(p, part, shared, bounds, until, lookahead))
+                    s.spawn(move || window_loop(p, part, shared, owner, until, lookahead))
                 })
                 .collect();
-            let mut done = vec![window_loop(0, first, shared, bounds, until, lookahead)];
+            let mut done = vec![window_loop(0, first, shared, owner, until, lookahead)];
             done.extend(handles.into_iter().map(|h| h.join().expect("worker")));
             done
         });
+        // Whatever arrived after a part finished (due after `until`).
+        let late: Vec<Outgoing> = (shared.inbox.iter())
+            .flat_map(|i| std::mem::take(&mut *i.lock().expect("inbox")))
+            .collect();
+        for o in late {
+            self.enqueue(o);
+        }
         let mut all_closed = Vec::new();
-        for (counters, closed, now) in done {
+        for (p, (counters, closed, now, busy)) in done.into_iter().enumerate() {
+            self.busy_ns[p] += busy;
             self.counters.add(&counters);
             all_closed.extend(closed);
             self.now = self.now.max(now);
@@ -692,11 +736,24 @@ impl Engine {
     }
 }
 
-fn part_of(bounds: &[NodeId], n: NodeId) -> usize {
-    bounds[1..]
-        .iter()
-        .position(|&hi| n < hi)
-        .expect("last bound is MAX")
+/// Deals nodes to `k` parts of about equal total weight, heaviest first,
+/// each to the lightest part so far: hubs spread over the parts, and so does
+/// every wave of work through the network, which keeps the parts in step.
+fn assign(weights: &[u64], k: usize) -> Vec<u8> {
+    let mut order: Vec<NodeId> = (0..weights.len()).collect();
+    order.sort_by_key(|&i| (std::cmp::Reverse(weights[i]), i));
+    let mut load = vec![0u64; k];
+    let mut owner = vec![0u8; weights.len()];
+    for i in order {
+        let p = (0..k).min_by_key(|&p| (load[p], p)).expect("k >= 1");
+        load[p] += weights[i];
+        owner[i] = p as u8;
+    }
+    owner
+}
+
+fn part_of(owner: &[u8], n: NodeId) -> usize {
+    owner.get(n).copied().unwrap_or(0) as usize
 }
 
 /// What the threads of a parallel run share.
@@ -714,12 +771,13 @@ fn window_loop(
     me: usize,
     mut part: Part<'_>,
     shared: &Shared,
-    bounds: &[NodeId],
+    owner: &[u8],
     until: SimTime,
     lookahead: SimTime,
-) -> (EngineCounters, Vec<LinkId>, SimTime) {
+) -> Done {
     let parts = shared.next.len();
     let mut outs: Vec<Vec<Outgoing>> = (0..parts).map(|_| Vec::new()).collect();
+    let mut busy = std::time::Duration::ZERO;
     loop {
         for o in shared.inbox[me].lock().expect("inbox").drain(..) {
             if o.near {
@@ -740,9 +798,11 @@ fn window_loop(
         if start > until {
             break;
         }
+        let tb = std::time::Instant::now();
         part.run(start.saturating_add(lookahead).min(until.saturating_add(1)));
+        busy += tb.elapsed();
         for o in part.out.drain(..) {
-            outs[part_of(bounds, o.ev.node())].push(o);
+            outs[part_of(owner, o.ev.node())].push(o);
         }
         for (p, out) in outs.iter_mut().enumerate() {
             if !out.is_empty() {
@@ -751,8 +811,12 @@ fn window_loop(
         }
         shared.barrier.wait();
     }
-    (part.counters, part.closed, part.now)
+    (part.counters, part.closed, part.now, busy.as_nanos() as u64)
 }
+
+/// What a thread hands back: its counters, the links its routers closed,
+/// its clock, and the nanoseconds it spent running events.
+type Done = (EngineCounters, Vec<LinkId>, SimTime, u64);
 
 /// A barrier that spins (then yields) instead of sleeping: windows are a few
 /// microseconds of work each, far less than a futex wake-up.
@@ -790,14 +854,67 @@ impl SpinBarrier {
     }
 }
 
+/// Which nodes' events a [`Part`] queues itself (the rest go to `out`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Mine {
+    All,
+    Nothing,
+    Part(u8),
+}
+
+/// The engine's nodes, shared by the threads of a parallel run, each of which
+/// touches only the nodes it owns (`owner`): events are queued at their
+/// node's owner, and handling one touches no other node (a link's far end
+/// hears of anything through an event). Outside parallel runs one `Part`
+/// holds every node.
+struct NodesMut<'a> {
+    ptr: *mut Node,
+    len: usize,
+    _nodes: std::marker::PhantomData<&'a mut [Node]>,
+}
+
+// SAFETY: the threads that share a `NodesMut` touch disjoint nodes (above),
+// and `Node` is `Send`.
+unsafe impl Send for NodesMut<'_> where Node: Send {}
+
+impl<'a> NodesMut<'a> {
+    fn new(nodes: &'a mut [Node]) -> Self {
+        NodesMut {
+            ptr: nodes.as_mut_ptr(),
+            len: nodes.len(),
+            _nodes: std::marker::PhantomData,
+        }
+    }
+
+    /// Another handle on the same nodes, for another thread.
+    fn share(&self) -> NodesMut<'a> {
+        NodesMut {
+            ptr: self.ptr,
+            len: self.len,
+            _nodes: std::marker::PhantomData,
+        }
+    }
+
+    fn get(&mut self, n: NodeId) -> &mut Node {
+        assert!(n < self.len, "node {n} out of range");
+        // SAFETY: in bounds; the node belongs to the calling thread's part,
+        // so no other reference to it is in use (see the type's comment).
+        unsafe { &mut *self.ptr.add(n) }
+    }
+
+    fn peek(&self, n: NodeId) -> Option<&Node> {
+        // SAFETY: as for `get`; callers only peek at their own nodes.
+        (n < self.len).then(|| unsafe { &*self.ptr.add(n) })
+    }
+}
+
 /// The nodes one thread runs (all of them outside parallel windows), with
 /// their queue; events for other nodes go to `out`.
 struct Part<'a> {
-    nodes: &'a mut [Node],
-    /// `nodes[i]` is node `base + i`.
-    base: NodeId,
+    nodes: NodesMut<'a>,
+    owner: &'a [u8],
     /// Nodes whose events go straight into `queue`.
-    mine: Range<NodeId>,
+    mine: Mine,
     queue: &'a mut TwoLaneQueue<Ev>,
     out: Vec<Outgoing>,
     params: &'a [LinkParams],
@@ -815,11 +932,20 @@ struct Part<'a> {
 
 impl Part<'_> {
     fn node(&mut self, n: NodeId) -> &mut Node {
-        &mut self.nodes[n - self.base]
+        debug_assert!(self.mine(n) || self.mine == Mine::Nothing);
+        self.nodes.get(n)
+    }
+
+    fn mine(&self, n: NodeId) -> bool {
+        match self.mine {
+            Mine::All => true,
+            Mine::Nothing => false,
+            Mine::Part(p) => part_of(self.owner, n) == p as usize,
+        }
     }
 
     fn push(&mut self, key: Key, near: bool, ev: Ev) {
-        if self.mine.contains(&ev.node()) {
+        if self.mine(ev.node()) {
             if near {
                 self.queue.push_near(key, ev);
             } else {
@@ -840,6 +966,7 @@ impl Part<'_> {
             self.prefetch_next();
             self.now = at;
             self.counters.events += 1;
+            self.node(ev.node()).events += 1;
             match ev {
                 Ev::Timer(n) => self.fire_timer(n as NodeId, at),
                 Ev::Arrive {
@@ -877,12 +1004,12 @@ impl Part<'_> {
     fn prefetch_next(&self) {
         let (next, after) = self.queue.peek2();
         for ev in [next, after].into_iter().flatten() {
-            if let Some(node) = self.nodes.get(ev.node().wrapping_sub(self.base)) {
+            if let Some(node) = self.nodes.peek(ev.node()) {
                 prefetch(node);
             }
         }
         if let Some(Ev::Arrive { to, port, .. }) = next {
-            if let Some(node) = self.nodes.get((*to as NodeId).wrapping_sub(self.base)) {
+            if let Some(node) = self.nodes.peek(*to as NodeId) {
                 if let Some(r) = &node.router {
                     r.prefetch_for_port(*port as Port);
                 }
@@ -911,7 +1038,7 @@ impl Part<'_> {
     fn arrive(&mut self, link: u32, to: NodeId, port: Port, frames: Frames) {
         let now = router_time(self.now);
         for frame in frames {
-            let node = &mut self.nodes[to - self.base];
+            let node = self.nodes.get(to);
             if node.port(port).is_none_or(|s| s.link != link) {
                 return; // the link went down while these were in flight
             }
@@ -944,8 +1071,10 @@ impl Part<'_> {
         peer_type: PeerType,
     ) -> Option<(Port, Port)> {
         let now = router_time(self.now);
-        let (ka, kb) = (self.nodes[a].key, self.nodes[b].key);
-        let Ok(pa) = self.nodes[a]
+        let (ka, kb) = (self.nodes.get(a).key, self.nodes.get(b).key);
+        let Ok(pa) = self
+            .nodes
+            .get(a)
             .router
             .as_mut()
             .expect("up")
@@ -954,14 +1083,17 @@ impl Part<'_> {
             self.counters.links_refused += 1;
             return None;
         };
-        let Ok(pb) = self.nodes[b]
+        let Ok(pb) = self
+            .nodes
+            .get(b)
             .router
             .as_mut()
             .expect("up")
             .peer_connected(now, ka, peer_type, "sim")
         else {
             self.counters.links_refused += 1;
-            self.nodes[a]
+            self.nodes
+                .get(a)
                 .router
                 .as_mut()
                 .expect("up")
@@ -978,8 +1110,8 @@ impl Part<'_> {
             params,
             last_arrival: 0,
         };
-        self.nodes[a].set_port(pa, slot(b, pb, 0));
-        self.nodes[b].set_port(pb, slot(a, pa, 1));
+        self.nodes.get(a).set_port(pa, slot(b, pb, 0));
+        self.nodes.get(b).set_port(pb, slot(a, pa, 1));
         self.settle(a);
         self.settle(b);
         Some((pa, pb))
@@ -1003,8 +1135,7 @@ impl Part<'_> {
 
     /// Pulls frames for `n`'s end of the link on `port` from its router.
     fn transmit(&mut self, n: NodeId, port: Port) {
-        let base = self.base;
-        let node = &mut self.nodes[n - base];
+        let node = self.nodes.get(n);
         let Some(slot) = node
             .ports
             .get_mut(port as usize)
@@ -1084,7 +1215,7 @@ impl Part<'_> {
             );
         }
         if let Some((at, frames)) = arrival {
-            let key = self.nodes[n - base].next_key(n, at);
+            let key = self.nodes.get(n).next_key(n, at);
             self.push(
                 key,
                 true,
