@@ -765,8 +765,9 @@ struct Shared {
     barrier: SpinBarrier,
 }
 
-/// One thread's side of a parallel run: windows of `lookahead` starting at
-/// the earliest event anywhere, until no event is left at or before `until`.
+/// One thread's side of a parallel run: windows starting at the earliest
+/// event anywhere and ending a lookahead after the earliest the other parts
+/// can still run, until no event is left at or before `until`.
 fn window_loop(
     me: usize,
     mut part: Part<'_>,
@@ -798,8 +799,23 @@ fn window_loop(
         if start > until {
             break;
         }
+        // Every event from now on, anywhere, is at or after `start`, so
+        // whatever a part receives from another is at or after `start + L`:
+        // no part runs an event before the smaller of its head and that
+        // again, nor sends one earlier than a lookahead later. Up to there
+        // our window may run (past `start + L` when we are the one behind).
+        let reach = start.saturating_add(lookahead);
+        let others = (shared.next.iter().enumerate())
+            .filter(|&(p, _)| p != me)
+            .map(|(_, t)| t.load(Ordering::Relaxed).min(reach))
+            .min()
+            .unwrap_or(reach);
         let tb = std::time::Instant::now();
-        part.run(start.saturating_add(lookahead).min(until.saturating_add(1)));
+        part.run(
+            others
+                .saturating_add(lookahead)
+                .min(until.saturating_add(1)),
+        );
         busy += tb.elapsed();
         for o in part.out.drain(..) {
             outs[part_of(owner, o.ev.node())].push(o);
@@ -818,8 +834,8 @@ fn window_loop(
 /// its clock, and the nanoseconds it spent running events.
 type Done = (EngineCounters, Vec<LinkId>, SimTime, u64);
 
-/// A barrier that spins (then yields) instead of sleeping: windows are a few
-/// microseconds of work each, far less than a futex wake-up.
+/// A barrier that spins (then yields) instead of sleeping: waits at a
+/// window's end are tens of microseconds, about a futex wake-up.
 struct SpinBarrier {
     parties: usize,
     arrived: AtomicUsize,
@@ -844,7 +860,10 @@ impl SpinBarrier {
         }
         let mut spins = 0u32;
         while self.generation.load(Ordering::Acquire) == generation {
-            if spins < 20_000 {
+            // Spin briefly, then yield: on a machine shared with other
+            // work the thread we wait for may be waiting for our core, and
+            // with nothing else to run a yield costs well under a microsecond.
+            if spins < 256 {
                 spins += 1;
                 std::hint::spin_loop();
             } else {
