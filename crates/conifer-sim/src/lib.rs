@@ -45,6 +45,9 @@ pub struct RunOptions<'a> {
     pub git_revision: String,
     /// Called with the fraction of virtual time done (0–1).
     pub progress: Option<&'a mut dyn FnMut(f64)>,
+    /// Engine threads (`None`: up to 2 for networks of 2 000 nodes or more;
+    /// see [`engine::Engine::set_threads`]). Results do not depend on it.
+    pub threads: Option<usize>,
 }
 
 fn pct_label(f: f64) -> String {
@@ -73,7 +76,7 @@ pub fn run(sc: &Scenario, opts: RunOptions<'_>) -> Result<Results, ScenarioError
     let mut outcomes = Vec::new();
     for (i, &f) in fractions.iter().enumerate() {
         let mut sub = |p: f64| progress((i as f64 + p) / count as f64);
-        outcomes.push(runner::run_once(sc, opts.seed, f, &mut sub)?);
+        outcomes.push(runner::run_once(sc, opts.seed, f, opts.threads, &mut sub)?);
     }
     let events = outcomes.iter().map(|o| o.events).sum();
     let mut results = Results {

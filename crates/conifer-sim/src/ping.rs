@@ -6,6 +6,8 @@
 //! that is how hops are counted (Go's simulator increments a counter inside
 //! the ping through its filter hook instead).
 
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering::Relaxed};
+
 use serde::Serialize;
 
 use crate::engine::NodeId;
@@ -41,10 +43,31 @@ pub struct PingRecord {
 
 #[derive(Default)]
 pub struct PingTracker {
+    /// Up to date whenever the engine is between runs ([`PingTracker::sync`]).
     pub pings: Vec<PingRecord>,
+    /// What the engine updates while it runs, through a shared reference
+    /// (several threads may be running routers): a ping's frame is in one
+    /// place at a time, so the counts are causally ordered and only the
+    /// memory needs to be shared. Relaxed atomics suffice, since the
+    /// threads meet at a barrier between any two dependent updates.
+    live: Vec<Live>,
     /// Destinations answer with a pong (tree-routed, since they just learnt
     /// the source's coordinates from the ping).
     pub pong: bool,
+}
+
+const NONE: u64 = u64::MAX;
+
+#[derive(Default)]
+struct Live {
+    hops: AtomicU32,
+    delivered: AtomicU64,
+    delivered_hops: AtomicU32,
+    pong_delivered: AtomicU64,
+}
+
+fn get(a: &AtomicU64) -> Option<SimTime> {
+    Some(a.load(Relaxed)).filter(|&t| t != NONE)
 }
 
 pub fn payload(id: u32, pong: bool) -> Vec<u8> {
@@ -68,18 +91,34 @@ fn parse_tail(tail: &[u8]) -> Option<(u32, bool)> {
 
 impl PingTracker {
     pub fn add(&mut self, rec: PingRecord) -> u32 {
+        self.live.push(Live {
+            hops: AtomicU32::new(rec.hops),
+            delivered: AtomicU64::new(rec.delivered.unwrap_or(NONE)),
+            delivered_hops: AtomicU32::new(rec.delivered_hops),
+            pong_delivered: AtomicU64::new(rec.pong_delivered.unwrap_or(NONE)),
+        });
         self.pings.push(rec);
         (self.pings.len() - 1) as u32
     }
 
+    /// Brings [`PingTracker::pings`] up to date with what the engine saw.
+    pub fn sync(&mut self) {
+        for (p, l) in self.pings.iter_mut().zip(&self.live) {
+            p.hops = l.hops.load(Relaxed);
+            p.delivered = get(&l.delivered);
+            p.delivered_hops = l.delivered_hops.load(Relaxed);
+            p.pong_delivered = get(&l.pong_delivered);
+        }
+    }
+
     /// A frame crossed a link.
-    pub fn on_traverse(&mut self, frame: &[u8]) {
+    pub fn on_traverse(&self, frame: &[u8]) {
         if frame.get(TYPE_OFFSET) != Some(&TRAFFIC) {
             return;
         }
         if let Some((id, false)) = parse_tail(frame) {
-            if let Some(p) = self.pings.get_mut(id as usize) {
-                p.hops += 1;
+            if let Some(l) = self.live.get(id as usize) {
+                l.hops.fetch_add(1, Relaxed);
             }
         }
     }
@@ -87,26 +126,28 @@ impl PingTracker {
     /// A payload reached `node`'s application. Returns the pong to send back
     /// (`to`, payload), if pongs are on.
     pub fn on_deliver(
-        &mut self,
+        &self,
         node: NodeId,
         payload: &[u8],
         now: SimTime,
     ) -> Option<(NodeId, Vec<u8>)> {
         let (id, is_pong) = parse_tail(payload)?;
-        let pong = self.pong;
-        let p = self.pings.get_mut(id as usize)?;
+        let p = self.pings.get(id as usize)?;
+        let l = &self.live[id as usize];
+        // Only `p.from` writes `pong_delivered` and only `p.to` writes
+        // `delivered`: each check and its update happen on one node.
         if is_pong {
-            if p.from == node && p.pong_delivered.is_none() {
-                p.pong_delivered = Some(now);
+            if p.from == node && get(&l.pong_delivered).is_none() {
+                l.pong_delivered.store(now, Relaxed);
             }
             return None;
         }
-        if p.to != node || p.delivered.is_some() {
+        if p.to != node || get(&l.delivered).is_some() {
             return None;
         }
-        p.delivered = Some(now);
-        p.delivered_hops = p.hops;
-        pong.then(|| (p.from, payload_for_pong(id)))
+        l.delivered.store(now, Relaxed);
+        l.delivered_hops.store(l.hops.load(Relaxed), Relaxed);
+        self.pong.then(|| (p.from, payload_for_pong(id)))
     }
 }
 

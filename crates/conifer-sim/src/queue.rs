@@ -92,20 +92,26 @@ impl<E> EventQueue<E> {
     }
 }
 
-/// One event order over two structures sharing the sequence counter: `pop`
-/// takes the smaller `(time, sequence)` of the two heads, so events come out
-/// in exactly the order one heap would give. Where an event goes only affects
-/// speed. Frames in flight (a few hundred, a millisecond or two ahead) go in
-/// a small heap that stays in cache. Per-node timers (one or two pending per
-/// node, up to a second ahead: tens of thousands at scale) go in an ordered
-/// map instead of a heap: a heap of that size moves an entry through every
-/// level on each pop, a cache miss per level, while the map is only ever
-/// touched at its two ends (the earliest timer, and "a second from now"),
-/// which stay in cache.
+/// The order key of an engine event: its time, then a tie-breaker the caller
+/// computes from the event itself (the engine uses the scheduling node and
+/// that node's own event count), never from a global insertion counter. Two
+/// engines that schedule the same events, in whatever interleaving, pop them
+/// in the same order; that is what lets the parallel engine replay exactly
+/// what one thread does.
+pub type Key = (SimTime, u64);
+
+/// One event order over two structures: `pop` takes the smaller key of the
+/// two heads, so events come out in exactly the order one heap would give.
+/// Where an event goes only affects speed. Frames in flight (a few hundred, a
+/// millisecond or two ahead) go in a small heap that stays in cache.
+/// Per-node timers (one or two pending per node, up to a second ahead: tens
+/// of thousands at scale) go in an ordered map instead of a heap: a heap of
+/// that size moves an entry through every level on each pop, a cache miss
+/// per level, while the map is only ever touched at its two ends (the
+/// earliest timer, and "a second from now"), which stay in cache.
 pub struct TwoLaneQueue<E> {
     near: BinaryHeap<Reverse<Entry<E>>>,
-    far: BTreeMap<(SimTime, u64), E>,
-    seq: u64,
+    far: BTreeMap<Key, E>,
 }
 
 impl<E> Default for TwoLaneQueue<E> {
@@ -113,26 +119,19 @@ impl<E> Default for TwoLaneQueue<E> {
         TwoLaneQueue {
             near: BinaryHeap::new(),
             far: BTreeMap::new(),
-            seq: 0,
         }
     }
 }
 
 impl<E> TwoLaneQueue<E> {
-    /// Queues an event due soon (a frame in flight).
-    pub fn push_near(&mut self, at: SimTime, event: E) {
-        self.seq += 1;
-        self.near.push(Reverse(Entry {
-            at,
-            seq: self.seq,
-            event,
-        }));
+    /// Queues an event due soon (a frame in flight). Keys must be unique.
+    pub fn push_near(&mut self, (at, seq): Key, event: E) {
+        self.near.push(Reverse(Entry { at, seq, event }));
     }
 
-    /// Queues an event due later (a timer).
-    pub fn push_far(&mut self, at: SimTime, event: E) {
-        self.seq += 1;
-        self.far.insert((at, self.seq), event);
+    /// Queues an event due later (a timer). Keys must be unique.
+    pub fn push_far(&mut self, key: Key, event: E) {
+        self.far.insert(key, event);
     }
 
     /// Whether the next event comes from `near`, if there is one.
@@ -164,7 +163,7 @@ impl<E> TwoLaneQueue<E> {
 
     /// The two events `pop` would return next, in order.
     pub fn peek2(&self) -> (Option<&E>, Option<&E>) {
-        type Head<'a, E> = Option<((SimTime, u64), &'a E)>;
+        type Head<'a, E> = Option<(Key, &'a E)>;
         fn min<'a, E>(a: Head<'a, E>, b: Head<'a, E>) -> Head<'a, E> {
             match (a, b) {
                 (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
@@ -172,7 +171,7 @@ impl<E> TwoLaneQueue<E> {
                 (None, y) => y,
             }
         }
-        fn key<E>(e: &Reverse<Entry<E>>) -> (SimTime, u64) {
+        fn key<E>(e: &Reverse<Entry<E>>) -> Key {
             (e.0.at, e.0.seq)
         }
         // A heap's second smallest is one of the smallest's two children.
@@ -200,6 +199,19 @@ impl<E> TwoLaneQueue<E> {
         } else {
             self.far.pop_first().map(|((at, _), e)| (at, e))
         }
+    }
+
+    /// Every queued event with its key, in no particular order (to move
+    /// events between queues).
+    pub fn drain(&mut self) -> impl Iterator<Item = (Key, bool, E)> + '_ {
+        let near = self
+            .near
+            .drain()
+            .map(|Reverse(e)| ((e.at, e.seq), true, e.event));
+        let far = std::mem::take(&mut self.far)
+            .into_iter()
+            .map(|(k, e)| (k, false, e));
+        near.chain(far)
     }
 
     pub fn len(&self) -> usize {
@@ -235,10 +247,12 @@ mod tests {
             } else {
                 let at = now + (x >> 40) % 7;
                 one.push(at, i);
+                // The insertion order as the tie-breaker, as `one` does.
+                let key = (at, i as u64);
                 if (x >> 20) & 1 == 0 {
-                    two.push_near(at, i);
+                    two.push_near(key, i);
                 } else {
-                    two.push_far(at, i);
+                    two.push_far(key, i);
                 }
             }
             assert_eq!(one.peek_time(), two.peek_time());

@@ -166,6 +166,7 @@ pub fn run_once(
     sc: &Scenario,
     seed: u64,
     fraction: f64,
+    threads: Option<usize>,
     progress: &mut dyn FnMut(f64),
 ) -> Result<RunOutcome, ScenarioError> {
     // Independent streams of one seed: topology and scenario decisions,
@@ -251,6 +252,7 @@ pub fn run_once(
         r.extras.push((id, extra.clone()));
     }
     r.sync_links();
+    r.engine.set_threads(threads);
     r.schedule_initial();
     r.run(progress);
     let mobility = r.mobility_stats();

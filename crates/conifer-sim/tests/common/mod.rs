@@ -6,12 +6,17 @@ use conifer_sim::{builtin, Results, RunOptions, Scenario};
 use serde_json::Value;
 
 pub fn run(sc: &Scenario, seed: u64) -> Results {
+    run_threads(sc, seed, None)
+}
+
+pub fn run_threads(sc: &Scenario, seed: u64, threads: Option<usize>) -> Results {
     conifer_sim::run(
         sc,
         RunOptions {
             seed,
             git_revision: "test".into(),
             progress: None,
+            threads,
         },
     )
     .expect("scenario runs")
