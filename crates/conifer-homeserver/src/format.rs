@@ -74,6 +74,17 @@ pub fn client_event_from_value(
     Value::Object(out)
 }
 
+/// The state events an invitee sees before joining (besides the invite).
+pub const INVITE_STATE: [&str; 7] = [
+    "m.room.create",
+    "m.room.join_rules",
+    "m.room.name",
+    "m.room.avatar",
+    "m.room.canonical_alias",
+    "m.room.encryption",
+    "m.room.topic",
+];
+
 /// The stripped form used in invite and knock state.
 pub fn stripped_state(pdu: &Value) -> Value {
     json!({

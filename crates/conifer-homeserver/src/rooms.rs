@@ -22,6 +22,16 @@ pub struct RoomCache {
     pub extremities: Vec<(OwnedEventId, i64)>,
 }
 
+impl RoomCache {
+    /// Whether `pdu`'s only parent is the room's only forward extremity, so
+    /// that the state before it is the current state.
+    pub(crate) fn builds_on_tip(&self, pdu: &Pdu) -> bool {
+        self.extremities.len() == 1
+            && pdu.prev_events.len() == 1
+            && self.extremities[0].0 == pdu.prev_events[0]
+    }
+}
+
 type Handle = Arc<tokio::sync::Mutex<Option<RoomCache>>>;
 
 #[derive(Default)]
@@ -336,6 +346,19 @@ impl Homeserver {
             *guard = Some(self.load_room_cache(room_id)?);
         }
         let cache = guard.as_ref().expect("just filled");
+        self.build_checked(room_id, cache, sender, &template)
+    }
+
+    /// Builds an event for `sender` on the room's current state in `cache`
+    /// (signed with this server's key) and checks it against the auth
+    /// rules. Nothing is stored and the cache is not advanced.
+    pub(crate) fn build_checked(
+        &self,
+        room_id: &str,
+        cache: &RoomCache,
+        sender: &str,
+        template: &EventTemplate,
+    ) -> ApiResult<Pdu> {
         let room = OwnedRoomId::try_from(room_id)
             .map_err(|_| MatrixError::invalid_param("bad room ID"))?;
         let sender_id =
@@ -345,7 +368,7 @@ impl Homeserver {
             &cache.version,
             &room,
             &sender_id,
-            &template,
+            template,
             &cache.extremities,
             &lookup,
             now_ms(),
@@ -376,9 +399,7 @@ impl Homeserver {
         // common case: the event extends the room) need no load.
         // With one forward extremity, an event on top of it sees the current
         // state: no store reads needed.
-        let on_the_tip = cache.extremities.len() == 1
-            && pdu.prev_events.len() == 1
-            && cache.extremities[0].0 == pdu.prev_events[0];
+        let on_the_tip = cache.builds_on_tip(&pdu);
         let current_group = if on_the_tip {
             None
         } else {
@@ -503,9 +524,7 @@ impl Homeserver {
     /// state), every auth event is known, and no state was adopted for it.
     /// Such an event needs no fetching and no state loads.
     pub(crate) fn extends_tip(&self, cache: &RoomCache, pdu: &Pdu) -> bool {
-        cache.extremities.len() == 1
-            && pdu.prev_events.len() == 1
-            && cache.extremities[0].0 == pdu.prev_events[0]
+        cache.builds_on_tip(pdu)
             && !self
                 .adopted_states
                 .lock()

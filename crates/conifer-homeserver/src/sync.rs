@@ -641,15 +641,7 @@ pub(crate) fn invite_state(
 ) -> ApiResult<Vec<Value>> {
     let state = hs.store.current_state(room_id)?;
     let mut out = Vec::new();
-    for kind in [
-        "m.room.create",
-        "m.room.join_rules",
-        "m.room.name",
-        "m.room.avatar",
-        "m.room.canonical_alias",
-        "m.room.encryption",
-        "m.room.topic",
-    ] {
+    for kind in crate::format::INVITE_STATE {
         if let Some(id) = state.get(&(kind.to_owned(), String::new())) {
             if let Some(e) = hs.store.event(id)? {
                 out.push(stripped_state(&e.value()));

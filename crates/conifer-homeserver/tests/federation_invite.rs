@@ -6,8 +6,8 @@
 mod common;
 use common::federation::*;
 use conifer_homeserver::Homeserver;
-use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
-use conifer_rooms::{build_event, EventTemplate, ServerKey};
+
+use conifer_rooms::{EventTemplate, ServerKey};
 use serde_json::{json, Value};
 use std::sync::Arc;
 use tower::ServiceExt;
@@ -90,6 +90,15 @@ fn pair() -> Pair {
     Pair { net, one, two }
 }
 
+/// Bob's `/sync` on his server: the first one, or the next after `since`.
+async fn bob_sync(p: &Pair, since: Option<&str>) -> Value {
+    let uri = match since {
+        Some(since) => format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
+        None => "/_matrix/client/v3/sync".to_owned(),
+    };
+    client(&p.two.hs, "GET", &uri, "bob", None).await.1
+}
+
 fn signed_by(event: &Value, server: &str) -> bool {
     event["signatures"][server]
         .as_object()
@@ -105,7 +114,7 @@ async fn a_remote_user_is_invited_sees_the_invite_in_sync_and_joins() {
         json!({ "preset": "private_chat", "name": "Secret garden" }),
     )
     .await;
-    let (_, before) = client(&p.two.hs, "GET", "/_matrix/client/v3/sync", "bob", None).await;
+    let before = bob_sync(&p, None).await;
     let since = before["next_batch"].as_str().unwrap().to_owned();
 
     let (status, r) = client(
@@ -137,14 +146,7 @@ async fn a_remote_user_is_invited_sees_the_invite_in_sync_and_joins() {
     );
 
     // Bob's next sync shows it, with the room's name and the invite itself.
-    let (_, sync) = client(
-        &p.two.hs,
-        "GET",
-        &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
-        "bob",
-        None,
-    )
-    .await;
+    let sync = bob_sync(&p, Some(&since)).await;
     let state = sync["rooms"]["invite"][&room]["invite_state"]["events"]
         .as_array()
         .unwrap_or_else(|| panic!("bob sees an invite: {sync}"))
@@ -178,14 +180,7 @@ async fn a_remote_user_is_invited_sees_the_invite_in_sync_and_joins() {
         p.one.hs.membership(&room, BOB).unwrap().as_deref(),
         Some("join")
     );
-    let (_, sync) = client(
-        &p.two.hs,
-        "GET",
-        &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
-        "bob",
-        None,
-    )
-    .await;
+    let sync = bob_sync(&p, Some(&since)).await;
     assert!(sync["rooms"]["join"][&room].is_object(), "{sync}");
     assert!(sync["rooms"]["invite"][&room].is_null(), "{sync}");
     assert!(p.two.hs.store.remote_invite(&room, BOB).unwrap().is_none());
@@ -217,7 +212,7 @@ async fn create_room_invites_remote_users_over_federation() {
     assert_eq!(pl.content_value()["users"][BOB], 100);
 
     // Rejecting tells ann's server, and bob's next sync shows the room left.
-    let (_, sync) = client(&p.two.hs, "GET", "/_matrix/client/v3/sync", "bob", None).await;
+    let sync = bob_sync(&p, None).await;
     assert!(sync["rooms"]["invite"][&room].is_object(), "{sync}");
     let since = sync["next_batch"].as_str().unwrap().to_owned();
     let (status, r) = client(
@@ -234,14 +229,7 @@ async fn create_room_invites_remote_users_over_federation() {
         Some("leave"),
         "one.test learnt of the rejection"
     );
-    let (_, sync) = client(
-        &p.two.hs,
-        "GET",
-        &format!("/_matrix/client/v3/sync?since={since}&timeout=0"),
-        "bob",
-        None,
-    )
-    .await;
+    let sync = bob_sync(&p, Some(&since)).await;
     assert!(sync["rooms"]["invite"][&room].is_null(), "{sync}");
     let left = &sync["rooms"]["leave"][&room]["timeline"]["events"][0];
     assert_eq!(left["content"]["membership"], "leave", "{sync}");
@@ -351,39 +339,13 @@ fn invite_event(
     sender: &str,
     invitee: &str,
 ) -> (String, Value) {
-    let state = hs.store.current_state(room).unwrap();
-    let prevs: Vec<(OwnedEventId, i64)> = hs
-        .store
-        .forward_extremities(room)
-        .unwrap()
-        .into_iter()
-        .map(|id| {
-            let depth = hs.store.event(&id).unwrap().unwrap().depth;
-            (OwnedEventId::try_from(id).unwrap(), depth)
-        })
-        .collect();
-    let lookup = |t: &str, k: &str| {
-        state
-            .get(&(t.to_owned(), k.to_owned()))
-            .map(|id| OwnedEventId::try_from(id.as_str()).unwrap())
-    };
     let template = EventTemplate {
         kind: "m.room.member".into(),
         state_key: Some(invitee.into()),
         content: json!({ "membership": "invite" }),
         redacts: None,
     };
-    let pdu = build_event(
-        "11",
-        &OwnedRoomId::try_from(room).unwrap(),
-        &OwnedUserId::try_from(sender).unwrap(),
-        &template,
-        &prevs,
-        &lookup,
-        1_000,
-        key,
-    )
-    .unwrap();
+    let pdu = remote_pdu(hs, key, room, sender, template);
     (
         pdu.event_id.to_string(),
         serde_json::from_str(&pdu.json).unwrap(),

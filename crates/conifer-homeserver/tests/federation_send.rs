@@ -5,8 +5,8 @@
 mod common;
 use common::federation::*;
 use conifer_homeserver::Homeserver;
-use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedServerName, OwnedUserId};
-use conifer_rooms::{build_event, EventTemplate, ServerKey};
+use conifer_rooms::ruma::OwnedServerName;
+use conifer_rooms::{EventTemplate, ServerKey};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -21,40 +21,13 @@ fn remote_event(
     state_key: Option<&str>,
     content: Value,
 ) -> Value {
-    let state = hs.store.current_state(room).unwrap();
-    let prevs: Vec<(OwnedEventId, i64)> = hs
-        .store
-        .forward_extremities(room)
-        .unwrap()
-        .into_iter()
-        .map(|id| {
-            let depth = hs.store.event(&id).unwrap().unwrap().depth;
-            (OwnedEventId::try_from(id).unwrap(), depth)
-        })
-        .collect();
-    let lookup = |t: &str, k: &str| {
-        state
-            .get(&(t.to_owned(), k.to_owned()))
-            .map(|id| OwnedEventId::try_from(id.as_str()).unwrap())
-    };
     let template = EventTemplate {
         kind: kind.into(),
         state_key: state_key.map(str::to_owned),
         content,
         redacts: None,
     };
-    let version = hs.store.room(room).unwrap().unwrap().version;
-    let pdu = build_event(
-        &version,
-        &OwnedRoomId::try_from(room).unwrap(),
-        &OwnedUserId::try_from(sender).unwrap(),
-        &template,
-        &prevs,
-        &lookup,
-        1_000,
-        key,
-    )
-    .unwrap();
+    let pdu = remote_pdu(hs, key, room, sender, template);
     serde_json::from_str(&pdu.json).unwrap()
 }
 

@@ -60,6 +60,15 @@ fn loopback() -> Vec<String> {
     vec!["127.0.0.0/8".into()]
 }
 
+/// A client that may reach loopback and skips verifying `server`.
+fn listed(server: &str) -> ClientSettings {
+    ClientSettings {
+        ip_range_allow: loopback(),
+        insecure_skip_verify: vec![server.to_owned()],
+        ..Default::default()
+    }
+}
+
 #[tokio::test]
 async fn certificates_are_checked_unless_trusted_or_listed() {
     let dir = tempfile::tempdir().unwrap();
@@ -80,12 +89,10 @@ async fn certificates_are_checked_unless_trusted_or_listed() {
     };
     assert!(version(trusted, &server).await.unwrap().contains("test"));
 
-    let listed = ClientSettings {
-        ip_range_allow: loopback(),
-        insecure_skip_verify: vec![server.clone()],
-        ..Default::default()
-    };
-    assert!(version(listed, &server).await.unwrap().contains("test"));
+    assert!(version(listed(&server), &server)
+        .await
+        .unwrap()
+        .contains("test"));
 }
 
 #[tokio::test]
@@ -98,12 +105,10 @@ async fn a_self_signed_listener_serves_listed_clients() {
     let server = listener(&cert).await;
     // Made once, then reused.
     assert!(dir.path().join("federation-tls.crt").exists());
-    let listed = ClientSettings {
-        ip_range_allow: loopback(),
-        insecure_skip_verify: vec![server.clone()],
-        ..Default::default()
-    };
-    assert!(version(listed, &server).await.unwrap().contains("test"));
+    assert!(version(listed(&server), &server)
+        .await
+        .unwrap()
+        .contains("test"));
 }
 
 #[tokio::test]

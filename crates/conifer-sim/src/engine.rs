@@ -593,29 +593,11 @@ impl Engine {
     /// clock to `until`.
     pub fn run_until(&mut self, until: SimTime) {
         if self.queues.len() == 1 {
-            let (counters, closed, now) = {
-                let mut part = Part {
-                    nodes: NodesMut::new(&mut self.nodes),
-                    owner: &self.owner,
-                    mine: Mine::All,
-                    queue: &mut self.queues[0],
-                    out: Vec::new(),
-                    params: &self.params,
-                    keys: &self.keys,
-                    pings: &self.pings,
-                    counters: EngineCounters::default(),
-                    closed: Vec::new(),
-                    seed: self.seed,
-                    now: self.now,
-                    dirty: Vec::new(),
-                };
+            self.now = self.with_part(|part| {
                 part.run(until.saturating_add(1));
                 debug_assert!(part.out.is_empty());
-                (part.counters, part.closed, part.now)
-            };
-            self.now = now;
-            self.counters.add(&counters);
-            self.apply_closed(closed);
+                part.now
+            });
         } else {
             self.run_parallel(until);
             if self.now >= self.rebalance_at {

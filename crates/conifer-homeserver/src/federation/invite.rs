@@ -31,23 +31,11 @@ use conifer_rooms::ruma::canonical_json::{redact, try_from_json_map};
 use conifer_rooms::ruma::serde::Base64;
 use conifer_rooms::ruma::signatures::{verify_json, PublicKeyMap};
 use conifer_rooms::ruma::{CanonicalJsonObject, CanonicalJsonValue, OwnedEventId};
-use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId};
-use conifer_rooms::{build_event, rules_for, sign_template, EventTemplate, Pdu};
+use conifer_rooms::{rules_for, sign_template, EventTemplate, Pdu};
 use conifer_store::RemoteInvite;
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-
-/// The state events an invitee sees before joining (besides the invite).
-const INVITE_STATE: [&str; 7] = [
-    "m.room.create",
-    "m.room.join_rules",
-    "m.room.name",
-    "m.room.avatar",
-    "m.room.canonical_alias",
-    "m.room.encryption",
-    "m.room.topic",
-];
 
 fn server_of(user: &str) -> Option<&str> {
     user.split_once(':').map(|(_, s)| s)
@@ -178,11 +166,6 @@ impl Homeserver {
         let server = server_of(&invitee)
             .ok_or_else(|| MatrixError::invalid_param("bad user ID"))?
             .to_owned();
-        let room = OwnedRoomId::try_from(room_id)
-            .map_err(|_| MatrixError::invalid_param("bad room ID"))?;
-        let sender_id =
-            OwnedUserId::try_from(sender).map_err(|_| MatrixError::invalid_param("bad user ID"))?;
-
         let handle = self.room_handle(room_id);
         let mut guard = handle.lock().await;
         if guard.is_none() {
@@ -190,21 +173,9 @@ impl Homeserver {
         }
         let cache = guard.as_mut().expect("just filled");
         let version = cache.version.clone();
-        let state = &cache.state;
-        let lookup = |t: &str, k: &str| state.get(&(t.to_owned(), k.to_owned())).cloned();
-        let pdu = build_event(
-            &version,
-            &room,
-            &sender_id,
-            &template,
-            &cache.extremities,
-            &lookup,
-            now_ms(),
-            &self.key,
-        )?;
         // Refuse here what the room would refuse, before bothering the invitee's server.
-        self.check_auth_on_state(&version, &pdu, state)?;
-        let invite_room_state = self.invite_room_state(state, sender);
+        let pdu = self.build_checked(room_id, cache, sender, &template)?;
+        let invite_room_state = self.invite_room_state(&cache.state, sender);
         let body = json!({
             "room_version": version,
             "event": federation_json(&pdu),
@@ -336,7 +307,7 @@ impl Homeserver {
         state: &HashMap<(String, String), OwnedEventId>,
         inviter: &str,
     ) -> Vec<Value> {
-        INVITE_STATE
+        crate::format::INVITE_STATE
             .iter()
             .map(|kind| (kind.to_string(), String::new()))
             .chain([("m.room.member".to_owned(), inviter.to_owned())])

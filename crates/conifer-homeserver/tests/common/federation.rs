@@ -7,7 +7,8 @@ use conifer_federation::{
     sign_request, FederationRequest, FederationResponse, Transport, TransportError,
 };
 use conifer_homeserver::{federation, Config, Homeserver, OwnedServerName};
-use conifer_rooms::ServerKey;
+use conifer_rooms::ruma::{OwnedEventId, OwnedRoomId, OwnedUserId};
+use conifer_rooms::{build_event, EventTemplate, Pdu, ServerKey};
 use serde_json::Value;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -134,4 +135,43 @@ pub async fn public_room(hs: &Homeserver, creator: &str, name: Option<&str>) -> 
         is_direct: false,
     };
     hs.create_room(options, false, None).await.unwrap()
+}
+
+/// Builds and signs an event by `sender` (of `key`'s server) on top of the
+/// current state of `room` on `hs`, as that server would send it.
+pub fn remote_pdu(
+    hs: &Homeserver,
+    key: &ServerKey,
+    room: &str,
+    sender: &str,
+    template: EventTemplate,
+) -> Pdu {
+    let state = hs.store.current_state(room).unwrap();
+    let prevs: Vec<(OwnedEventId, i64)> = hs
+        .store
+        .forward_extremities(room)
+        .unwrap()
+        .into_iter()
+        .map(|id| {
+            let depth = hs.store.event(&id).unwrap().unwrap().depth;
+            (OwnedEventId::try_from(id).unwrap(), depth)
+        })
+        .collect();
+    let lookup = |t: &str, k: &str| {
+        state
+            .get(&(t.to_owned(), k.to_owned()))
+            .map(|id| OwnedEventId::try_from(id.as_str()).unwrap())
+    };
+    let version = hs.store.room(room).unwrap().unwrap().version;
+    build_event(
+        &version,
+        &OwnedRoomId::try_from(room).unwrap(),
+        &OwnedUserId::try_from(sender).unwrap(),
+        &template,
+        &prevs,
+        &lookup,
+        1_000,
+        key,
+    )
+    .unwrap()
 }
