@@ -997,11 +997,12 @@ impl Part<'_> {
     }
 
     /// Prefetching as a two-stage pipeline (see [`crate::prefetch`]): start
-    /// loading the node (router and port slots included) of the event after
-    /// next; for the next event, whose node was asked for one event ago, ask
-    /// its router to start loading what it reaches through pointers (the
-    /// receiving peer's entry, the SNEK index). If handling this event queues
-    /// an earlier one, the hints are merely wasted.
+    /// loading the node (router and port slots included) and the first
+    /// frame's head of the event after next; for the next event, whose node
+    /// and frame were asked for one event ago, ask its router to start
+    /// loading what it reaches through pointers (the receiving peer's entry,
+    /// the SNEK index, a bootstrap's place in the route table). If handling
+    /// this event queues an earlier one, the hints are merely wasted.
     fn prefetch_next(&self) {
         let (next, after) = self.queue.peek2();
         for ev in [next, after].into_iter().flatten() {
@@ -1009,10 +1010,21 @@ impl Part<'_> {
                 prefetch(node);
             }
         }
-        if let Some(Ev::Arrive { to, port, .. }) = next {
+        if let Some(Ev::Arrive { frames, .. }) = after {
+            if let Some(f) = frames.first() {
+                prefetch(&f[..f.len().min(64)]);
+            }
+        }
+        if let Some(Ev::Arrive {
+            to, port, frames, ..
+        }) = next
+        {
             if let Some(node) = self.nodes.peek(*to as NodeId) {
                 if let Some(r) = &node.router {
-                    r.prefetch_for_port(*port as Port);
+                    match frames.first() {
+                        Some(f) => r.prefetch_for_frame(*port as Port, f),
+                        None => r.prefetch_for_port(*port as Port),
+                    }
                 }
             }
         }

@@ -38,7 +38,7 @@ pub use tree::{
 };
 
 use crate::key::{Identity, PublicKey};
-use crate::wire::{Coordinates, Frame, Port, Root, Watermark};
+use crate::wire::{Coordinates, Frame, FrameType, Port, Root, Watermark, HEADER_LEN};
 use peers::Peer;
 
 /// Keepalive sent after this much write silence.
@@ -657,6 +657,21 @@ impl Router {
         self.started_peers_ref()
             .map(|p| p.proto.len() + p.traffic.len())
             .sum()
+    }
+
+    /// [`Router::prefetch_for_port`], and for a bootstrap (which every hop
+    /// looks up in its route table) where the search for its key starts.
+    /// `frame` is the encoded frame, or at least its first 44 bytes; the
+    /// caller should have asked for those to be loaded one step earlier.
+    pub fn prefetch_for_frame(&self, port: Port, frame: &[u8]) {
+        self.prefetch_for_port(port);
+        const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
+        if frame.get(5) == Some(&(FrameType::Bootstrap as u8)) {
+            if let Some(key) = frame.get(DESTINATION) {
+                let key = PublicKey(key.try_into().expect("32 bytes"));
+                self.routes.prefetch_search(&key);
+            }
+        }
     }
 
     /// A hint for drivers that know a frame for `port` comes next: asks the
