@@ -996,23 +996,36 @@ impl Part<'_> {
         }
     }
 
-    /// Prefetching as a two-stage pipeline (see [`crate::prefetch`]): start
-    /// loading the node (router and port slots included) and the first
-    /// frame's head of the event after next; for the next event, whose node
-    /// and frame were asked for one event ago, ask its router to start
-    /// loading what it reaches through pointers (the receiving peer's entry,
-    /// the SNEK index, a bootstrap's place in the route table). If handling
-    /// this event queues an earlier one, the hints are merely wasted.
+    /// Prefetching as a three-stage pipeline (see [`crate::prefetch`]), so
+    /// that each load has had two events' time to arrive before anything
+    /// reads it:
+    /// 1. the event after next but one: start loading its node (router and
+    ///    port slots included) and its first frame's head;
+    /// 2. the event after next: ask its router (loaded by stage 1) to start
+    ///    loading the route-table lines a bootstrap's search will read;
+    /// 3. the next event: ask its router to start loading what it reaches
+    ///    through pointers (the receiving peer's entry, the SNEK index, a
+    ///    bootstrap's route entries, found in the lines of stage 2).
+    ///
+    /// If handling this event queues an earlier one, the hints are merely
+    /// wasted.
     fn prefetch_next(&self) {
-        let (next, after) = self.queue.peek2();
-        for ev in [next, after].into_iter().flatten() {
+        let [next, after, third] = self.queue.peek3();
+        for ev in [after, third].into_iter().flatten() {
             if let Some(node) = self.nodes.peek(ev.node()) {
                 prefetch(node);
             }
         }
-        if let Some(Ev::Arrive { frames, .. }) = after {
+        if let Some(Ev::Arrive { frames, .. }) = third {
             if let Some(f) = frames.first() {
                 prefetch(&f[..f.len().min(64)]);
+            }
+        }
+        if let Some(Ev::Arrive { to, frames, .. }) = after {
+            if let (Some(node), Some(f)) = (self.nodes.peek(*to as NodeId), frames.first()) {
+                if let Some(r) = &node.router {
+                    r.prefetch_route_search(f);
+                }
             }
         }
         if let Some(Ev::Arrive {

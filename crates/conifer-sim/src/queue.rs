@@ -74,7 +74,7 @@ impl<E> EventQueue<E> {
     }
 
     #[cfg(test)]
-    fn second(&self) -> Option<E>
+    fn nth(&self, n: usize) -> Option<E>
     where
         E: Copy,
     {
@@ -84,7 +84,7 @@ impl<E> EventQueue<E> {
             .map(|Reverse(e)| (e.at, e.seq, e.event))
             .collect();
         v.sort_by_key(|&(at, seq, _)| (at, seq));
-        v.get(1).map(|&(_, _, e)| e)
+        v.get(n).map(|&(_, _, e)| e)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -161,36 +161,32 @@ impl<E> TwoLaneQueue<E> {
         }
     }
 
-    /// The two events `pop` would return next, in order.
-    pub fn peek2(&self) -> (Option<&E>, Option<&E>) {
-        type Head<'a, E> = Option<(Key, &'a E)>;
-        fn min<'a, E>(a: Head<'a, E>, b: Head<'a, E>) -> Head<'a, E> {
-            match (a, b) {
-                (Some(x), Some(y)) => Some(if x.0 < y.0 { x } else { y }),
-                (x, None) => x,
-                (None, y) => y,
+    /// The three events `pop` would return next, in order. The k smallest
+    /// entries of a binary heap lie in its first 2^k − 1 slots (each has
+    /// fewer than k smaller ancestors), so the heap's three are among its
+    /// first seven; the map's are its first three.
+    pub fn peek3(&self) -> [Option<&E>; 3] {
+        /// Insertion into a sorted array of three.
+        fn offer<'a, E>(best: &mut [Option<(Key, &'a E)>; 3], mut item: (Key, &'a E)) {
+            for slot in best.iter_mut() {
+                match slot {
+                    None => {
+                        *slot = Some(item);
+                        return;
+                    }
+                    Some(held) if item.0 < held.0 => std::mem::swap(held, &mut item),
+                    Some(_) => {}
+                }
             }
         }
-        fn key<E>(e: &Reverse<Entry<E>>) -> Key {
-            (e.0.at, e.0.seq)
+        let mut best: [Option<(Key, &E)>; 3] = [None; 3];
+        for Reverse(e) in self.near.as_slice().iter().take(7) {
+            offer(&mut best, ((e.at, e.seq), &e.event));
         }
-        // A heap's second smallest is one of the smallest's two children.
-        let near = self.near.as_slice();
-        let n0 = near.first().map(|e| (key(e), &e.0.event));
-        let n1 = near
-            .get(1..3.min(near.len()))
-            .unwrap_or(&[])
-            .iter()
-            .min_by_key(|e| key(e))
-            .map(|e| (key(e), &e.0.event));
-        let mut far = self.far.iter().map(|(&k, e)| (k, e));
-        let (f0, f1) = (far.next(), far.next());
-        let first = min(n0, f0);
-        let second = match (first, n0) {
-            (Some(f), Some(n)) if f.0 == n.0 => min(n1, f0),
-            _ => min(n0, f1),
-        };
-        (first.map(|x| x.1), second.map(|x| x.1))
+        for (&k, e) in self.far.iter().take(3) {
+            offer(&mut best, (k, e));
+        }
+        best.map(|b| b.map(|(_, e)| e))
     }
 
     pub fn pop(&mut self) -> Option<(SimTime, E)> {
@@ -256,10 +252,11 @@ mod tests {
                 }
             }
             assert_eq!(one.peek_time(), two.peek_time());
-            let (a, b) = two.peek2();
+            let [a, b, c] = two.peek3();
             assert_eq!(a, two.peek());
             if i % 16 == 0 {
-                assert_eq!(b.copied(), one.second());
+                assert_eq!(b.copied(), one.nth(1));
+                assert_eq!(c.copied(), one.nth(2));
             }
         }
         while let Some(a) = one.pop() {

@@ -16,6 +16,7 @@
 
 mod broadcast;
 mod forward;
+mod key_search;
 mod peers;
 pub mod prefetch;
 mod queue;
@@ -53,6 +54,16 @@ pub const ANNOUNCEMENT_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 pub const REPARENT_WAIT: Duration = Duration::from_secs(1);
 pub const SNEK_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 pub const SNEK_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(5);
+/// The destination key of an encoded bootstrap frame, read without decoding
+/// it (for prefetch hints: a wrong guess costs nothing).
+fn bootstrap_destination(frame: &[u8]) -> Option<PublicKey> {
+    const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
+    if frame.get(5) != Some(&(FrameType::Bootstrap as u8)) {
+        return None;
+    }
+    Some(PublicKey(frame.get(DESTINATION)?.try_into().ok()?))
+}
+
 /// SNEK routes and the descending entry expire this long after their last refresh.
 pub const SNEK_EXPIRY: Duration = Duration::from_secs(10);
 pub const COORDS_CACHE_LIFETIME: Duration = Duration::from_secs(60);
@@ -659,17 +670,30 @@ impl Router {
             .sum()
     }
 
-    /// [`Router::prefetch_for_port`], and for a bootstrap (which every hop
-    /// looks up in its route table) where the search for its key starts.
-    /// `frame` is the encoded frame, or at least its first 44 bytes; the
-    /// caller should have asked for those to be loaded one step earlier.
+    /// The first of two hints for drivers that know `frame` arrives soon,
+    /// two steps before [`Router::prefetch_for_frame`]: for a bootstrap
+    /// (which every hop looks up in its route table and SNEK index), asks
+    /// the CPU to start loading where the searches for its key start. `frame` is the encoded
+    /// frame, or at least its first 44 bytes, which the caller should have
+    /// asked to be loaded a step earlier still.
+    pub fn prefetch_route_search(&self, frame: &[u8]) {
+        if let Some(key) = bootstrap_destination(frame) {
+            self.routes.prefetch_search(&key);
+            if let Some(index) = &self.snek_index {
+                index.prefetch_search(&key);
+            }
+        }
+    }
+
+    /// [`Router::prefetch_for_port`], and for a bootstrap the route and
+    /// index entries the searches for its key end on (reading the lines
+    /// [`Router::prefetch_route_search`] asked for).
     pub fn prefetch_for_frame(&self, port: Port, frame: &[u8]) {
         self.prefetch_for_port(port);
-        const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
-        if frame.get(5) == Some(&(FrameType::Bootstrap as u8)) {
-            if let Some(key) = frame.get(DESTINATION) {
-                let key = PublicKey(key.try_into().expect("32 bytes"));
-                self.routes.prefetch_search(&key);
+        if let Some(key) = bootstrap_destination(frame) {
+            self.routes.prefetch_entries(&key);
+            if let Some(index) = &self.snek_index {
+                index.prefetch_entries(&key);
             }
         }
     }

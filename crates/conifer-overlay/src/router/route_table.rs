@@ -10,13 +10,11 @@
 //!   and a slot number, sorted by key. Adding a key moves 12 bytes per later
 //!   route, not the whole entry.
 //! * The entries (key and route) sit in a slab by slot and never move.
-//! * Public keys are uniformly distributed, so a search starts where the
-//!   key's prefix says it should be (`prefix × len / 2⁶⁴`), within a few
-//!   cache lines of the answer, and gallops out from there: a couple of
-//!   neighbouring lines instead of a binary search's or a B-tree descent's
-//!   dozen scattered ones. Clustered keys (a keyspace attacker's) only make
-//!   the gallop longer: it is an exponential search, O(log n) whatever the
-//!   keys. A `BTreeMap` here was a third of a 10 000-node run.
+//! * A search starts where a uniformly distributed key would sit and
+//!   gallops out ([`key_search`]): a few neighbouring cache lines instead
+//!   of a B-tree descent's dozen scattered ones, and lines a driver can ask
+//!   for ahead ([`RouteTable::prefetch_search`]). A `BTreeMap` here was a
+//!   third of a 10 000-node run.
 //!
 //! A [`Route`]'s watermark key is always the route's own key, so it is not
 //! stored again.
@@ -32,6 +30,7 @@
 
 use std::ops::{Bound, RangeBounds};
 
+use super::key_search::{self, prefix};
 use super::{NextHop, Route, Time, SNEK_EXPIRY};
 use crate::key::PublicKey;
 use crate::wire::{Port, Root, Watermark};
@@ -169,14 +168,6 @@ impl SecondCounts {
     }
 }
 
-fn prefix(key: &PublicKey) -> u64 {
-    u64::from_be_bytes(key.0[..8].try_into().expect("8 bytes"))
-}
-
-/// Below this many routes a search reads the whole prefix array, a few
-/// neighbouring cache lines.
-const SCAN: usize = 32;
-
 impl RouteTable {
     pub fn clear(&mut self) {
         self.prefixes.clear();
@@ -196,50 +187,10 @@ impl RouteTable {
         &self.entries[self.slots[i] as usize]
     }
 
-    /// The position of the first prefix not below `p`.
-    fn prefix_bound(&self, p: u64) -> usize {
-        let prefixes = &self.prefixes;
-        let n = prefixes.len();
-        if n <= SCAN {
-            return prefixes.iter().filter(|&&x| x < p).count();
-        }
-        // Where a uniformly distributed key would be (as in
-        // `prefetch_search`), then outwards in
-        // doubling steps until the answer is bracketed in `lo..=hi`.
-        let guess = ((u128::from(p) * n as u128) >> 64) as usize;
-        let (mut lo, mut hi);
-        if prefixes[guess] < p {
-            lo = guess + 1;
-            hi = n;
-            let mut step = 1;
-            while guess + step < n {
-                if prefixes[guess + step] >= p {
-                    hi = guess + step;
-                    break;
-                }
-                lo = guess + step + 1;
-                step *= 2;
-            }
-        } else {
-            lo = 0;
-            hi = guess;
-            let mut step = 1;
-            while step <= guess {
-                if prefixes[guess - step] < p {
-                    lo = guess - step + 1;
-                    break;
-                }
-                hi = guess - step;
-                step *= 2;
-            }
-        }
-        lo + prefixes[lo..hi].partition_point(|&x| x < p)
-    }
-
     /// The position of the first key not below `key`.
     fn lower_bound(&self, key: &PublicKey) -> usize {
         let p = prefix(key);
-        let mut i = self.prefix_bound(p);
+        let mut i = key_search::prefix_bound(&self.prefixes, p);
         // Keys sharing the prefix (adjacent keys, as a keyspace attacker
         // makes them): compare them whole.
         while i < self.slots.len() && self.prefixes[i] == p && self.entry(i).key < *key {
@@ -342,14 +293,20 @@ impl RouteTable {
     /// Asks the CPU to start loading where a search for `key` will look
     /// first (see [`super::Router::prefetch_for_frame`]).
     pub fn prefetch_search(&self, key: &PublicKey) {
-        let n = self.prefixes.len();
-        if n <= SCAN {
-            super::prefetch::prefetch_slice(&self.prefixes[..]);
-            super::prefetch::prefetch_slice(&self.slots[..]);
-        } else {
-            let guess = ((u128::from(prefix(key)) * n as u128) >> 64) as usize;
-            super::prefetch::prefetch(&self.prefixes[guess]);
-            super::prefetch::prefetch(&self.slots[guess]);
+        let around = key_search::probed(&self.prefixes, prefix(key));
+        super::prefetch::prefetch_slice(&self.prefixes[around.clone()]);
+        super::prefetch::prefetch_slice(&self.slots[around]);
+    }
+
+    /// Asks the CPU to start loading the entries a search for `key` ends
+    /// on: the route for `key` (or the one after where it would go) and the
+    /// next, which a SNEK decision for a bootstrap to `key` reads. Best
+    /// issued once [`RouteTable::prefetch_search`]'s lines have arrived,
+    /// since it reads them.
+    pub fn prefetch_entries(&self, key: &PublicKey) {
+        let i = key_search::prefix_bound(&self.prefixes, prefix(key));
+        for &slot in self.slots.iter().skip(i).take(2) {
+            super::prefetch::prefetch(&self.entries[slot as usize]);
         }
     }
 

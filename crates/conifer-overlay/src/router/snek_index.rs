@@ -16,6 +16,7 @@
 use std::collections::BTreeMap;
 use std::ops::Bound::{self, Excluded, Included};
 
+use super::key_search::{self, prefix};
 use super::peers::PeerView;
 use super::snek::RouteView;
 use super::{NextHop, PeerType};
@@ -62,10 +63,6 @@ pub struct SnekIndex {
     /// Inline (the index lives in the router), so checking that a route's
     /// source is still up touches no per-peer memory.
     ports: [u64; 4],
-}
-
-fn prefix(key: &PublicKey) -> u64 {
-    u64::from_be_bytes(key.0[..8].try_into().expect("8 bytes"))
 }
 
 impl SnekIndex {
@@ -139,15 +136,26 @@ impl SnekIndex {
         super::prefetch::prefetch_slice(&self.links);
     }
 
+    /// The first of two hints for a frame to `key` (see
+    /// [`super::Router::prefetch_route_search`]): where the search starts.
+    pub fn prefetch_search(&self, key: &PublicKey) {
+        let around = key_search::probed(&self.prefixes, prefix(key));
+        super::prefetch::prefetch_slice(&self.prefixes[around]);
+    }
+
+    /// The second: the entries the search ends on (reading the lines the
+    /// first asked for).
+    pub fn prefetch_entries(&self, key: &PublicKey) {
+        let i = key_search::prefix_bound(&self.prefixes, prefix(key));
+        if let Some(entries) = self.keys.get(i..(i + 2).min(self.keys.len())) {
+            super::prefetch::prefetch_slice(entries);
+        }
+    }
+
     /// The index of the first key not below `key`.
     fn lower_bound(&self, key: &PublicKey) -> usize {
         let p = prefix(key);
-        let mut i = if self.prefixes.len() <= 64 {
-            // Branch-free over a few cache lines, all loaded at once.
-            self.prefixes.iter().filter(|&&x| x < p).count()
-        } else {
-            self.prefixes.partition_point(|&x| x < p)
-        };
+        let mut i = key_search::prefix_bound(&self.prefixes, p);
         // Keys sharing the prefix: compare them whole.
         while i < self.keys.len() && self.prefixes[i] == p && self.keys[i].key < *key {
             i += 1;
