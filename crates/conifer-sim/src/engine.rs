@@ -1002,10 +1002,12 @@ impl Part<'_> {
     /// 1. the event after next but one: start loading its node (router and
     ///    port slots included) and its first frame's head;
     /// 2. the event after next: ask its router (loaded by stage 1) to start
-    ///    loading the route-table lines a bootstrap's search will read;
+    ///    loading the route-table and SNEK-index lines a bootstrap's
+    ///    searches will read;
     /// 3. the next event: ask its router to start loading what it reaches
     ///    through pointers (the receiving peer's entry, the SNEK index, a
-    ///    bootstrap's route entries, found in the lines of stage 2).
+    ///    bootstrap's route and index entries, found in the lines of
+    ///    stage 2).
     ///
     /// If handling this event queues an earlier one, the hints are merely
     /// wasted.

@@ -54,16 +54,6 @@ pub const ANNOUNCEMENT_TIMEOUT: Duration = Duration::from_secs(45 * 60);
 pub const REPARENT_WAIT: Duration = Duration::from_secs(1);
 pub const SNEK_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
 pub const SNEK_BOOTSTRAP_INTERVAL: Duration = Duration::from_secs(5);
-/// The destination key of an encoded bootstrap frame, read without decoding
-/// it (for prefetch hints: a wrong guess costs nothing).
-fn bootstrap_destination(frame: &[u8]) -> Option<PublicKey> {
-    const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
-    if frame.get(5) != Some(&(FrameType::Bootstrap as u8)) {
-        return None;
-    }
-    Some(PublicKey(frame.get(DESTINATION)?.try_into().ok()?))
-}
-
 /// SNEK routes and the descending entry expire this long after their last refresh.
 pub const SNEK_EXPIRY: Duration = Duration::from_secs(10);
 pub const COORDS_CACHE_LIFETIME: Duration = Duration::from_secs(60);
@@ -673,9 +663,9 @@ impl Router {
     /// The first of two hints for drivers that know `frame` arrives soon,
     /// two steps before [`Router::prefetch_for_frame`]: for a bootstrap
     /// (which every hop looks up in its route table and SNEK index), asks
-    /// the CPU to start loading where the searches for its key start. `frame` is the encoded
-    /// frame, or at least its first 44 bytes, which the caller should have
-    /// asked to be loaded a step earlier still.
+    /// the CPU to start loading where the searches for its key start.
+    /// `frame` is the encoded frame, or at least its first 44 bytes, which
+    /// the caller should have asked to be loaded a step earlier still.
     pub fn prefetch_route_search(&self, frame: &[u8]) {
         if let Some(key) = bootstrap_destination(frame) {
             self.routes.prefetch_search(&key);
@@ -798,6 +788,16 @@ impl Router {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^ (z >> 31)
     }
+}
+
+/// The destination key of an encoded bootstrap frame, read without decoding
+/// it (for prefetch hints: a wrong guess costs nothing).
+fn bootstrap_destination(frame: &[u8]) -> Option<PublicKey> {
+    const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
+    if frame.get(5) != Some(&(FrameType::Bootstrap as u8)) {
+        return None;
+    }
+    Some(PublicKey(frame.get(DESTINATION)?.try_into().ok()?))
 }
 
 #[cfg(test)]

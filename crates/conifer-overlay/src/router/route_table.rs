@@ -76,7 +76,7 @@ pub(crate) struct RouteTable {
     seconds: SecondCounts,
 }
 
-#[derive(Debug)]
+#[derive(Clone, Debug)]
 struct Entry {
     key: PublicKey,
     route: StoredRoute,
@@ -328,15 +328,35 @@ impl RouteTable {
         }
         self.prefixes.truncate(kept);
         self.slots.truncate(kept);
-        self.release_if_empty();
+        self.release_unused();
     }
 
-    /// Gives the memory back when a table empties (a router restarting).
-    fn release_if_empty(&mut self) {
+    /// Gives memory back after removals: all of it when the table is empty
+    /// (a router restarting); when over half the slab is free (tables are
+    /// largest while a network converges, and a slab never shrinks by
+    /// itself), the live entries are packed in key order into a slab of
+    /// their size, and the order arrays lose their spare room.
+    fn release_unused(&mut self) {
         if self.slots.is_empty() {
-            self.entries = Vec::new();
-            self.free = Vec::new();
+            *self = RouteTable {
+                oldest: self.oldest,
+                seconds: std::mem::take(&mut self.seconds),
+                ..RouteTable::default()
+            };
+            return;
         }
+        if self.free.len() * 2 <= self.entries.len() {
+            return;
+        }
+        let mut packed = Vec::with_capacity(self.slots.len());
+        for (i, slot) in self.slots.iter_mut().enumerate() {
+            packed.push(self.entries[*slot as usize].clone());
+            *slot = i as u32;
+        }
+        self.entries = packed;
+        self.free = Vec::new();
+        self.prefixes.shrink_to_fit();
+        self.slots.shrink_to_fit();
     }
 
     /// Drops every route not refreshed within [`SNEK_EXPIRY`] of `now`:
@@ -381,7 +401,7 @@ impl RouteTable {
         }
         self.prefixes.truncate(n);
         self.slots.truncate(n);
-        self.release_if_empty();
+        self.release_unused();
         self.oldest = kept.iter().min().copied();
         self.seconds.rebuild(&kept);
     }
@@ -529,7 +549,21 @@ mod tests {
         }
         assert!(largest > 1_000, "the interpolated search was exercised");
         let all: Vec<_> = table.iter().map(|(k, r)| (*k, r.seq)).collect();
-        let want: Vec<_> = model.into_iter().collect();
+        let want: Vec<_> = model.iter().map(|(k, s)| (*k, *s)).collect();
         assert_eq!(all, want);
+        // Most routes gone: the slab is packed, and everything still answers.
+        let slab = table.entries.len();
+        table.retain(|k, _| k.0[8] % 10 == 0);
+        model.retain(|k, _| k.0[8] % 10 == 0);
+        assert!(table.entries.len() < slab / 2 && table.free.is_empty());
+        for (k, seq) in &model {
+            assert_eq!(table.get(k).map(|r| r.seq), Some(*seq));
+        }
+        let all: Vec<_> = table.iter().map(|(k, r)| (*k, r.seq)).collect();
+        let want: Vec<_> = model.iter().map(|(k, s)| (*k, *s)).collect();
+        assert_eq!(all, want);
+        let k = key_of(1 << 8);
+        table.insert(k, route(k, 1));
+        assert_eq!(table.get(&k).map(|r| r.seq), Some(1));
     }
 }
