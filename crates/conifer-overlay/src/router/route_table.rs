@@ -3,7 +3,7 @@
 //! Every relayed bootstrap looks up its bootstrapper's route, scans the few
 //! routes just above it, and refreshes or adds the route, in the table of a
 //! router that at simulation scale is usually out of cache; and in a large
-//! network routes come and go all the time (at 10 000 nodes a third of the
+//! network routes come and go all the time (at 10 000 nodes nearly a third of the
 //! updates add a key). So the layout is chosen for cache misses:
 //!
 //! * The order is two small parallel arrays, the keys' first eight bytes
