@@ -546,3 +546,32 @@ fn forged_broadcast_closes_the_relaying_peer() {
     r.receive_frame(now, port, &frame.encode().unwrap());
     assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
 }
+
+/// The prefetch hints read a bootstrap's destination straight from the
+/// encoded bytes: the offsets must match the codec, and anything else
+/// (another frame type, a frame cut short) gives no key.
+#[test]
+fn bootstrap_destination_reads_the_encoded_frame() {
+    use crate::wire::{Bootstrap, SignedPayload};
+    let id = Identity::from_seed([9; 32]);
+    let root = Root {
+        key: key(0xee),
+        seq: 3,
+    };
+    let frame = Frame::Bootstrap(Bootstrap {
+        destination: id.public_key(),
+        watermark: Watermark {
+            key: key(0x42),
+            seq: 7,
+        },
+        payload: SignedPayload::new(12, root, &id, true),
+    })
+    .encode()
+    .expect("fits");
+    assert_eq!(bootstrap_destination(&frame), Some(id.public_key()));
+    assert_eq!(bootstrap_destination(&frame[..40]), None);
+    let announcement = Frame::TreeAnnouncement(ann(0xee, 3, &[(0xee, 1)]))
+        .encode()
+        .expect("fits");
+    assert_eq!(bootstrap_destination(&announcement), None);
+}
