@@ -66,6 +66,23 @@ pub fn prefix_bound(prefixes: &[u64], p: u64) -> usize {
     lo + prefixes[lo..hi].partition_point(|&x| x < p)
 }
 
+/// The position of the first key not below `key`, in keys sorted with
+/// their `prefixes`; `key_at(i)` reads the whole key at `i`, which only
+/// keys sharing `key`'s prefix need (adjacent keys, as a keyspace attacker
+/// makes them).
+pub fn lower_bound<'a>(
+    prefixes: &[u64],
+    key: &PublicKey,
+    key_at: impl Fn(usize) -> &'a PublicKey,
+) -> usize {
+    let p = prefix(key);
+    let mut i = prefix_bound(prefixes, p);
+    while i < prefixes.len() && prefixes[i] == p && key_at(i) < key {
+        i += 1;
+    }
+    i
+}
+
 /// The positions a search for `p` most likely reads: all of a short array,
 /// else the guess and 16 places either side (the first probes of the
 /// gallop, and where the answer usually is). For prefetch hints.

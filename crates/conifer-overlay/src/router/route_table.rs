@@ -194,14 +194,7 @@ impl RouteTable {
 
     /// The position of the first key not below `key`.
     fn lower_bound(&self, key: &PublicKey) -> usize {
-        let p = prefix(key);
-        let mut i = key_search::prefix_bound(&self.prefixes, p);
-        // Keys sharing the prefix (adjacent keys, as a keyspace attacker
-        // makes them): compare them whole.
-        while i < self.slots.len() && self.prefixes[i] == p && self.entry(i).key < *key {
-            i += 1;
-        }
-        i
+        key_search::lower_bound(&self.prefixes, key, |i| &self.entry(i).key)
     }
 
     /// The position of `key`, if it has a route.
@@ -317,22 +310,18 @@ impl RouteTable {
 
     /// Keeps the routes `keep` accepts (removing never invalidates the bound).
     pub fn retain(&mut self, mut keep: impl FnMut(&PublicKey, &StoredRoute) -> bool) {
-        let mut kept = 0;
-        for i in 0..self.slots.len() {
-            let slot = self.slots[i];
+        for &slot in &self.slots {
             let e = &mut self.entries[slot as usize];
-            if keep(&e.key, &e.route) {
-                self.prefixes[kept] = self.prefixes[i];
-                self.slots[kept] = slot;
-                kept += 1;
-            } else {
+            if !keep(&e.key, &e.route) {
                 e.live = false;
                 self.seconds.remove(e.route.last_seen);
                 self.free.push(slot);
             }
         }
-        self.prefixes.truncate(kept);
-        self.slots.truncate(kept);
+        let entries = &self.entries;
+        keep_slots(&mut self.prefixes, &mut self.slots, |slot| {
+            entries[slot as usize].live
+        });
         self.release_unused();
     }
 
@@ -395,21 +384,28 @@ impl RouteTable {
                 self.free.push(slot as u32);
             }
         }
-        let mut n = 0;
-        for i in 0..self.slots.len() {
-            let slot = self.slots[i] as usize;
-            if expired[slot / 64] & (1 << (slot % 64)) == 0 {
-                self.prefixes[n] = self.prefixes[i];
-                self.slots[n] = self.slots[i];
-                n += 1;
-            }
-        }
-        self.prefixes.truncate(n);
-        self.slots.truncate(n);
+        keep_slots(&mut self.prefixes, &mut self.slots, |slot| {
+            expired[slot as usize / 64] & (1 << (slot % 64)) == 0
+        });
         self.release_unused();
         self.oldest = kept.iter().min().copied();
         self.seconds.rebuild(&kept);
     }
+}
+
+/// Keeps, in order, the positions of the order arrays whose slot `keep`
+/// accepts.
+fn keep_slots(prefixes: &mut Vec<u64>, slots: &mut Vec<u32>, keep: impl Fn(u32) -> bool) {
+    let mut kept = 0;
+    for i in 0..slots.len() {
+        if keep(slots[i]) {
+            prefixes[kept] = prefixes[i];
+            slots[kept] = slots[i];
+            kept += 1;
+        }
+    }
+    prefixes.truncate(kept);
+    slots.truncate(kept);
 }
 
 #[cfg(test)]

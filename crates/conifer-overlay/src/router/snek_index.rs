@@ -154,13 +154,7 @@ impl SnekIndex {
 
     /// The index of the first key not below `key`.
     fn lower_bound(&self, key: &PublicKey) -> usize {
-        let p = prefix(key);
-        let mut i = key_search::prefix_bound(&self.prefixes, p);
-        // Keys sharing the prefix: compare them whole.
-        while i < self.keys.len() && self.prefixes[i] == p && self.keys[i].key < *key {
-            i += 1;
-        }
-        i
+        key_search::lower_bound(&self.prefixes, key, |i| &self.keys[i].key)
     }
 
     /// The entry for exactly `key`.
