@@ -18,6 +18,7 @@ mod ratelimit;
 mod rooms;
 mod sync;
 mod typing;
+mod visibility;
 
 pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};

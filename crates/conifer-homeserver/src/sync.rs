@@ -543,6 +543,9 @@ fn timeline_and_state(
     let limited = events.len() > limit;
     events.truncate(limit);
     events.reverse();
+    // Only what the user may see: a user who joins a `joined` room gets no
+    // earlier messages in its first sync (Room History Visibility).
+    let events = crate::visibility::UserView::new(hs, room_id, &auth.user_id)?.filter(events)?;
 
     let start_pos = events.first().map(|e| e.stream_pos).unwrap_or(w.to + 1);
     // An incremental sync whose timeline is complete needs no state: every

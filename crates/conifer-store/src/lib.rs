@@ -244,6 +244,27 @@ pub trait RoomStore: Send + Sync {
         term: &str,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+    /// The events of the given `(type, state_key)` pairs in a state group,
+    /// in the order asked (`None` where the group has none). Cheaper than
+    /// loading the whole state when a caller needs one or two entries.
+    fn state_events_at_group(
+        &self,
+        group: i64,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<Option<StoredEvent>>>;
+    /// Whether the user's membership became `join` in the room's timeline
+    /// at a stream position after `after`.
+    fn joined_after(&self, room_id: &str, user_id: &str, after: u64) -> Result<bool>;
+    /// The deepest stored event of a `(type, state_key)` whose depth is at
+    /// most `max_depth`: the state in force in history stored without state
+    /// groups (fetched from other servers).
+    fn state_event_by_depth(
+        &self,
+        room_id: &str,
+        kind: &str,
+        state_key: &str,
+        max_depth: i64,
+    ) -> Result<Option<StoredEvent>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
 }

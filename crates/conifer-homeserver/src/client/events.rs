@@ -7,6 +7,7 @@ use crate::extract::{Auth, Json as Body};
 use crate::format::client_event;
 use crate::ratelimit::Action;
 use crate::sync::{parse_token, state_before_pos, SyncFilter};
+use crate::visibility::{current_visibility, HistoryVisibility, UserView};
 use crate::{now_ms, Homeserver};
 use axum::extract::{Path, Query};
 use axum::routing::{get, put};
@@ -73,10 +74,7 @@ async fn relations(
 ) -> Resp {
     room_id(room)?;
     let until = visible_until(hs, room, &auth.user_id)?.min(hs.store.stream_position());
-    hs.store
-        .event(event)?
-        .filter(|e| e.room_id == room && e.stream_pos <= until)
-        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    visible_event(hs, auth, room, event, until)?;
     let backwards = q.dir.as_deref() != Some("f");
     let from = match &q.from {
         Some(t) => {
@@ -96,7 +94,16 @@ async fn relations(
     let events = hs
         .store
         .relations(room, event, filter, from.min(until), limit)?;
-    let mut out = json!({ "chunk": events.iter().filter(|e| e.stream_pos <= until).map(|e| format(hs, e, auth)).collect::<Vec<_>>() });
+    let mut view = UserView::new(hs, room, &auth.user_id)?;
+    let visible = view.filter(
+        events
+            .iter()
+            .filter(|e| e.stream_pos <= until)
+            .cloned()
+            .collect(),
+    )?;
+    let mut out =
+        json!({ "chunk": visible.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>() });
     if events.len() == limit {
         if let Some(last) = events.last() {
             out["next_batch"] = json!(format!(
@@ -139,12 +146,21 @@ async fn relations_of_type_and_kind(
     relations(&hs, &auth, &room, &event, Some(&rel), Some(&kind), &q).await
 }
 
-/// How far into a room's history the user may see: everything while
-/// joined, up to the leave for a former member.
+/// How far into a room's history the user may look: everything while
+/// joined, up to the leave for a former member ("After a user has left a
+/// room, they may see any events which they were allowed to see before they
+/// left the room, but no events received after they left"), everything for
+/// anyone in a `world_readable` room. Which of those events the user may see
+/// is [`UserView`]'s to say.
 fn visible_until(hs: &Homeserver, room: &str, user: &str) -> ApiResult<u64> {
     match hs.store.membership(room, user)? {
         Some(m) if m.membership == "join" => Ok(u64::MAX),
         Some(m) if m.membership == "leave" || m.membership == "ban" => Ok(m.stream_pos),
+        _ if hs.store.room(room)?.is_some()
+            && current_visibility(hs, room)? == HistoryVisibility::WorldReadable =>
+        {
+            Ok(u64::MAX)
+        }
         _ => Err(MatrixError::forbidden("you are not in this room")),
     }
 }
@@ -345,14 +361,30 @@ async fn redact(
     Ok(Json(json!({ "event_id": pdu.event_id })))
 }
 
+/// An event of the room that the user may see, else `M_NOT_FOUND` (as for
+/// an event that does not exist, so that nothing leaks).
+fn visible_event(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    event: &str,
+    until: u64,
+) -> ApiResult<StoredEvent> {
+    let e = hs
+        .store
+        .event(event)?
+        .filter(|e| e.room_id == room && e.stream_pos <= until)
+        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    if !UserView::new(hs, room, &auth.user_id)?.may_see(&e)? {
+        return Err(MatrixError::not_found("event not found"));
+    }
+    Ok(e)
+}
+
 async fn event(hs: Hs, auth: Auth, Path((room, event)): Path<(String, String)>) -> Resp {
     room_id(&room)?;
     let until = visible_until(&hs, &room, &auth.user_id)?;
-    let e = hs
-        .store
-        .event(&event)?
-        .filter(|e| e.room_id == room && e.stream_pos <= until)
-        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    let e = visible_event(&hs, &auth, &room, &event, until)?;
     Ok(Json(format(&hs, &e, &auth)))
 }
 
@@ -414,11 +446,7 @@ async fn context(
 ) -> Resp {
     room_id(&room)?;
     let until = visible_until(&hs, &room, &auth.user_id)?;
-    let e = hs
-        .store
-        .event(&event)?
-        .filter(|e| e.room_id == room && e.stream_pos <= until)
-        .ok_or_else(|| MatrixError::not_found("event not found"))?;
+    let e = visible_event(&hs, &auth, &room, &event, until)?;
     let limit = q.limit.unwrap_or(10).min(100);
     let filter = parse_filter(&hs, &auth, q.filter.as_deref())?
         .map(|f| SyncFilter::from_json(&json!({ "room": { "timeline": f } })));
@@ -433,6 +461,8 @@ async fn context(
         false,
         limit - limit / 2,
     )?;
+    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
+    let (before, after) = (view.filter(before)?, view.filter(after)?);
     let start = before
         .last()
         .map(|b| b.stream_pos - 1)
@@ -613,7 +643,8 @@ async fn messages(
             }
         })
     };
-    let wanted: Vec<StoredEvent> = events
+    let visible = UserView::new(&hs, &room, &auth.user_id)?.filter(events)?;
+    let wanted: Vec<StoredEvent> = visible
         .into_iter()
         .filter(|e| {
             let v = e.value();
@@ -647,7 +678,7 @@ async fn older_history(
     limit: usize,
     from: Option<String>,
 ) -> Resp {
-    hs.require_joined(room, &auth.user_id)?;
+    visible_until(hs, room, &auth.user_id)?;
     let mut events = hs.store.history_below_depth(room, below, limit)?;
     if events.len() < limit && hs.backfill(room, below).await {
         events = hs.store.history_below_depth(room, below, limit)?;
@@ -659,15 +690,17 @@ async fn older_history(
             events.retain(|e| e.depth != last);
         }
     }
-    let mut out = json!({
-        "start": from.unwrap_or_else(|| format!("d{below}")),
-        "chunk": events.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>(),
-    });
-    if let Some(last) = events
+    let end = events
         .last()
         .filter(|e| e.value()["type"] != "m.room.create")
-    {
-        out["end"] = json!(format!("d{}", last.depth));
+        .map(|last| format!("d{}", last.depth));
+    let visible = UserView::new(hs, room, &auth.user_id)?.filter(events)?;
+    let mut out = json!({
+        "start": from.unwrap_or_else(|| format!("d{below}")),
+        "chunk": visible.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>(),
+    });
+    if let Some(end) = end {
+        out["end"] = json!(end);
     }
     Ok(Json(out))
 }

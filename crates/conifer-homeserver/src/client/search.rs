@@ -4,6 +4,7 @@ use super::{Hs, Resp};
 use crate::error::MatrixError;
 use crate::extract::{Auth, Json as Body};
 use crate::format::client_event;
+use crate::visibility::UserView;
 use crate::{now_ms, Homeserver};
 use axum::routing::post;
 use axum::{Json, Router};
@@ -44,7 +45,19 @@ async fn search(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
         })
         .map(|m| m.room_id)
         .collect();
-    let found = hs.store.search_messages(&rooms, term, limit)?;
+    let mut found = Vec::new();
+    let mut views = std::collections::HashMap::new();
+    for e in hs.store.search_messages(&rooms, term, limit)? {
+        let view = match views.entry(e.room_id.clone()) {
+            std::collections::hash_map::Entry::Occupied(o) => o.into_mut(),
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(UserView::new(&hs, &e.room_id, &auth.user_id)?)
+            }
+        };
+        if view.may_see(&e)? {
+            found.push(e);
+        }
+    }
     let viewer = Some((auth.user_id.as_str(), auth.device_id.as_str()));
     let results: Vec<Value> = found
         .iter()

@@ -1,6 +1,8 @@
 //! Reading a room's graph for another server: single events, the state at
 //! an event (full or as IDs), auth chains, backfill and missing events. Only
-//! servers with a joined member in the room may read it.
+//! servers with a joined member in the room may read it, and events the
+//! history visibility hides from the server go out redacted
+//! ([`crate::visibility::ServerView`]).
 
 use super::join::federation_json;
 use super::FederationAuth;
@@ -72,8 +74,9 @@ pub async fn event(
         .map(|r| r.to_string())
         .ok_or_else(|| MatrixError::not_found("unknown event"))?;
     require_in_room(&hs, &room, &auth.origin)?;
+    let pdus = hs.pdus_for_server(&auth.origin, &[pdu])?;
     Ok(Json(
-        json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": [federation_json(&pdu)] }),
+        json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": pdus }),
     ))
 }
 
@@ -198,8 +201,9 @@ pub async fn backfill(
         return Err(MatrixError::missing_param("v"));
     }
     let pdus = walk_back(&hs, from, &HashSet::new(), limit.min(MAX_EVENTS));
+    let pdus = hs.pdus_for_server(&auth.origin, &pdus)?;
     Ok(Json(
-        json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": pdus.iter().map(|p| federation_json(p)).collect::<Vec<_>>() }),
+        json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": pdus }),
     ))
 }
 
@@ -238,7 +242,6 @@ pub async fn get_missing_events(
         .filter(|p| p.depth >= min_depth)
         .collect();
     events.sort_by_key(|p| p.depth);
-    Ok(Json(
-        json!({ "events": events.iter().map(|p| federation_json(p)).collect::<Vec<_>>() }),
-    ))
+    let events = hs.pdus_for_server(&auth.origin, &events)?;
+    Ok(Json(json!({ "events": events })))
 }

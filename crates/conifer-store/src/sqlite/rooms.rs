@@ -805,6 +805,69 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn state_events_at_group(
+        &self,
+        group: i64,
+        keys: &[(&str, &str)],
+    ) -> Result<Vec<Option<StoredEvent>>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(&format!(
+                "WITH RECURSIVE chain(id, parent, lvl) AS (
+                    SELECT id, parent, 0 FROM state_groups WHERE id = ?1
+                    UNION ALL SELECT g.id, g.parent, chain.lvl + 1 FROM state_groups g JOIN chain ON g.id = chain.parent)
+                 SELECT {EVENT_COLS} FROM chain
+                   JOIN state_group_entries s ON s.group_id = chain.id
+                     AND s.key_nid = (SELECT nid FROM state_keys WHERE type = ?2 AND state_key = ?3)
+                   JOIN events e ON e.nid = s.event_nid JOIN rooms r ON r.nid = e.room_nid
+                 ORDER BY chain.lvl LIMIT 1"
+            ))?;
+            let mut out = Vec::with_capacity(keys.len());
+            for (kind, state_key) in keys {
+                out.push(optional(st.query_row(
+                    params![group, kind, state_key],
+                    event_row,
+                ))?);
+            }
+            Ok(out)
+        })
+    }
+
+    fn joined_after(&self, room_id: &str, user_id: &str, after: u64) -> Result<bool> {
+        self.read(|c| {
+            Ok(optional(cached_row(
+                c,
+                "SELECT 1 FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE r.room_id = ?1 AND e.type = 'm.room.member' AND e.state_key = ?2
+                   AND e.stream_pos > ?3 AND json_extract(e.json, '$.content.membership') = 'join'
+                 LIMIT 1",
+                params![room_id, user_id, after as i64],
+                |r| r.get::<_, i64>(0),
+            ))?
+            .is_some())
+        })
+    }
+
+    fn state_event_by_depth(
+        &self,
+        room_id: &str,
+        kind: &str,
+        state_key: &str,
+        max_depth: i64,
+    ) -> Result<Option<StoredEvent>> {
+        self.read(|c| {
+            optional(cached_row(
+                c,
+                &format!(
+                    "SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid
+                     WHERE r.room_id = ?1 AND e.type = ?2 AND e.state_key = ?3 AND e.depth <= ?4
+                     ORDER BY e.depth DESC, e.nid DESC LIMIT 1"
+                ),
+                params![room_id, kind, state_key, max_depth],
+                event_row,
+            ))
+        })
+    }
+
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
