@@ -96,6 +96,8 @@ pub struct RegistrationConfig {
 pub struct RoomsConfig {
     /// Room version of new rooms when the client does not ask for one.
     pub default_version: String,
+    /// Most decoded events kept in memory (least recently used leave first).
+    pub event_cache_size: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -163,6 +165,7 @@ impl Default for RoomsConfig {
     fn default() -> Self {
         Self {
             default_version: "11".into(),
+            event_cache_size: 20_000,
         }
     }
 }

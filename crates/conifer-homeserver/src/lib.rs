@@ -8,10 +8,12 @@
 pub mod client;
 pub mod config;
 pub mod error;
+mod event_cache;
 mod extract;
 pub mod federation;
 mod format;
 mod media;
+pub mod panic_guard;
 mod password;
 mod push;
 mod ratelimit;
@@ -28,11 +30,12 @@ pub use extract::Auth;
 use conifer_rooms::{Pdu, ServerKey};
 use conifer_store::sqlite::SqliteStore;
 use conifer_store::Store;
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
-/// Most events kept decoded in memory.
-const EVENT_CACHE_SIZE: usize = 20_000;
+/// Most access tokens kept resolved in memory.
+const TOKEN_CACHE_SIZE: usize = 10_000;
 
 pub struct Homeserver {
     pub config: Config,
@@ -40,13 +43,14 @@ pub struct Homeserver {
     pub key: ServerKey,
     pub store: Arc<dyn Store>,
     rooms: rooms::RoomCaches,
-    events: Mutex<HashMap<String, Arc<Pdu>>>,
+    events: Mutex<event_cache::EventCache>,
     /// States before events whose parents this server lacks, fetched from
     /// another server (`federation::gaps`), until the event is accepted.
     pub(crate) adopted_states: Mutex<HashMap<String, conifer_rooms::StateIdMap>>,
     /// Room versions never change: read once per room.
     room_versions: Mutex<HashMap<String, String>>,
-    tokens: Mutex<HashMap<String, Auth>>,
+    /// Recently used access tokens (least recently used leaves first).
+    tokens: Mutex<hashlink::LruCache<String, Auth>>,
     pub(crate) sender: federation::SenderHandle,
     pub(crate) key_ring: Mutex<conifer_federation::KeyRing>,
     /// How federation requests leave this server; set once by the embedder.
@@ -98,10 +102,10 @@ impl Homeserver {
             key: ServerKey::from_seed(server_name, key_version, seed),
             store,
             rooms: rooms::RoomCaches::default(),
-            events: Mutex::new(HashMap::new()),
+            events: Mutex::new(event_cache::EventCache::new(config.rooms.event_cache_size)),
             room_versions: Mutex::new(HashMap::new()),
             adopted_states: Mutex::new(HashMap::new()),
-            tokens: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(hashlink::LruCache::new(TOKEN_CACHE_SIZE)),
             push_rules: Mutex::new(HashMap::new()),
             key_ring: Mutex::new(conifer_federation::KeyRing::default()),
             sender: federation::SenderHandle::default(),
@@ -115,7 +119,7 @@ impl Homeserver {
 
     /// The user behind an access token.
     pub async fn authenticate(&self, token: &str) -> ApiResult<Auth> {
-        if let Some(auth) = self.tokens.lock().unwrap().get(token) {
+        if let Some(auth) = self.tokens.lock().get(token) {
             return Ok(auth.clone());
         }
         let (user_id, device_id) = self.store.token_owner(token)?.ok_or_else(|| {
@@ -127,11 +131,7 @@ impl Homeserver {
             device_id,
             token: token.to_owned(),
         };
-        let mut cache = self.tokens.lock().unwrap();
-        if cache.len() > 10_000 {
-            cache.clear();
-        }
-        cache.insert(token.to_owned(), auth.clone());
+        self.tokens.lock().insert(token.to_owned(), auth.clone());
         Ok(auth)
     }
 
@@ -139,30 +139,34 @@ impl Homeserver {
     /// caches and parsed statements), for an embedder whose process has gone
     /// idle. Blocks briefly: it waits for the database writer.
     pub fn release_memory(&self) {
-        // The same as when the event cache fills up: events are read again
-        // from the store when next needed.
-        self.events.lock().unwrap().clear();
+        // Events are read again from the store when next needed; events
+        // not stored yet stay.
+        self.events.lock().release();
         self.store.release_memory();
     }
 
     /// Forgets cached tokens (after a logout or password change).
     pub(crate) fn forget_tokens(&self, user_id: &str) {
-        self.tokens
-            .lock()
-            .unwrap()
-            .retain(|_, a| a.user_id != user_id);
+        let mut tokens = self.tokens.lock();
+        let gone: Vec<String> = tokens
+            .iter()
+            .filter(|(_, a)| a.user_id == user_id)
+            .map(|(t, _)| t.clone())
+            .collect();
+        for t in gone {
+            tokens.remove(&t);
+        }
     }
 
     /// Is this user ID one of ours?
     /// The version of a room this server has, if it has the room.
     pub(crate) fn room_version(&self, room_id: &str) -> Option<String> {
-        if let Some(v) = self.room_versions.lock().unwrap().get(room_id) {
+        if let Some(v) = self.room_versions.lock().get(room_id) {
             return Some(v.clone());
         }
         let version = self.store.room(room_id).ok()??.version;
         self.room_versions
             .lock()
-            .unwrap()
             .insert(room_id.to_owned(), version.clone());
         Some(version)
     }
@@ -175,8 +179,8 @@ impl Homeserver {
     }
 
     pub(crate) fn cached_event(&self, event_id: &str) -> Option<Arc<Pdu>> {
-        if let Some(e) = self.events.lock().unwrap().get(event_id) {
-            return Some(e.clone());
+        if let Some(e) = self.events.lock().get(event_id) {
+            return Some(e);
         }
         let stored = self.store.event(event_id).ok()??;
         let id = conifer_rooms::ruma::OwnedEventId::try_from(event_id).ok()?;
@@ -186,15 +190,22 @@ impl Homeserver {
     }
 
     pub(crate) fn remember_event(&self, pdu: Arc<Pdu>) {
-        let mut cache = self.events.lock().unwrap();
-        if cache.len() >= EVENT_CACHE_SIZE {
-            cache.clear();
-        }
-        cache.insert(pdu.event_id.to_string(), pdu);
+        self.events.lock().remember(pdu);
+    }
+
+    /// Keeps an event being built or authorised, not stored yet, until
+    /// [`settle_event`](Self::settle_event) or [`forget_event`](Self::forget_event).
+    pub(crate) fn hold_event(&self, pdu: Arc<Pdu>) {
+        self.events.lock().hold(pdu);
+    }
+
+    /// A held event is stored now (or was stored by a racing copy).
+    pub(crate) fn settle_event(&self, event_id: &str) {
+        self.events.lock().settle(event_id);
     }
 
     pub(crate) fn forget_event(&self, event_id: &str) {
-        self.events.lock().unwrap().remove(event_id);
+        self.events.lock().forget(event_id);
     }
 }
 

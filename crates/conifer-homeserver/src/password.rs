@@ -10,8 +10,9 @@ use argon2::password_hash::{
     rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
 };
 use argon2::Argon2;
+use parking_lot::Mutex;
 use std::sync::mpsc;
-use std::sync::{Mutex, OnceLock};
+use std::sync::OnceLock;
 
 type Job = Box<dyn FnOnce() + Send>;
 
@@ -36,7 +37,7 @@ async fn on_hasher<R: Send + 'static>(f: impl FnOnce() -> R + Send + 'static) ->
     let job: Job = Box::new(move || {
         let _ = tx.send(f());
     });
-    hasher().lock().unwrap().send(job).ok()?;
+    hasher().lock().send(job).ok()?;
     rx.await.ok()
 }
 

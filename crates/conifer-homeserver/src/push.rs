@@ -16,7 +16,7 @@ pub const PUSH_RULES: &str = "m.push_rules";
 /// The user's rule set. Parsed rule sets are cached: every stored event
 /// evaluates them once per local member.
 pub fn ruleset(hs: &Homeserver, user_id: &UserId) -> Arc<Ruleset> {
-    if let Some(r) = hs.push_rules.lock().unwrap().get(user_id.as_str()) {
+    if let Some(r) = hs.push_rules.lock().get(user_id.as_str()) {
         return r.clone();
     }
     let rules = Arc::new(
@@ -27,7 +27,7 @@ pub fn ruleset(hs: &Homeserver, user_id: &UserId) -> Arc<Ruleset> {
             .and_then(|v| serde_json::from_value::<Ruleset>(v.get("global")?.clone()).ok())
             .unwrap_or_else(|| Ruleset::server_default(user_id)),
     );
-    let mut cache = hs.push_rules.lock().unwrap();
+    let mut cache = hs.push_rules.lock();
     if cache.len() > 10_000 {
         cache.clear();
     }
@@ -52,7 +52,6 @@ pub fn save(
     )?;
     hs.push_rules
         .lock()
-        .unwrap()
         .insert(user_id.to_string(), Arc::new(rules.clone()));
     Ok(())
 }

@@ -11,9 +11,10 @@ use conifer_rooms::{
     EventTemplate, Pdu, StateIdMap,
 };
 use conifer_store::{ForkState, NewEvent};
+use parking_lot::Mutex;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 /// What the room service keeps in memory per room, under the room's lock.
 pub struct RoomCache {
@@ -44,7 +45,6 @@ impl Homeserver {
         self.rooms
             .rooms
             .lock()
-            .unwrap()
             .entry(room_id.to_owned())
             .or_default()
             .clone()
@@ -217,6 +217,7 @@ impl Homeserver {
             self.forget_event(stored.event_id.as_str());
             return Err(e.into());
         }
+        self.settle_event(stored.event_id.as_str());
         for d in destinations {
             self.sender.signal(crate::federation::Signal::Queued(d));
         }
@@ -327,7 +328,8 @@ impl Homeserver {
         let mut stored = pdu;
         stored.json = stored_json;
         let stored = Arc::new(stored);
-        self.remember_event(stored.clone());
+        // Not stored yet: held until the caller has persisted it.
+        self.hold_event(stored.clone());
         Ok((new_event, stored))
     }
 
@@ -410,11 +412,7 @@ impl Homeserver {
         let mut forks: Vec<StateIdMap> = Vec::new();
         // Parents we lack are stood for by the state before the event that
         // another server gave us (`federation::gaps`), if it did.
-        let adopted = self
-            .adopted_states
-            .lock()
-            .unwrap()
-            .remove(pdu.event_id.as_str());
+        let adopted = self.adopted_states.lock().remove(pdu.event_id.as_str());
         let adopted = adopted.map(|s| forks.push(s)).is_some();
         for prev in pdu.prev_events.iter().filter(|_| !on_the_tip) {
             let stored = self
@@ -484,16 +482,24 @@ impl Homeserver {
             if soft_failed {
                 cache.extremities = saved.1;
                 tracing::info!(event = %stored.event_id, room = room_id, "soft-failed: not allowed by the current state");
-                return self
+                let outcome = self
                     .store
                     .store_outliers(room_id, vec![outlier_of(&stored)])
                     .map_err(|e| e.to_string());
+                self.settle_event(stored.event_id.as_str());
+                return outcome;
             }
             let room_state = if after == saved.0 {
                 after
             } else {
-                resolve_state(&cache.version, &[saved.0.clone(), after], fetch)
-                    .map_err(|e| e.to_string())?
+                match resolve_state(&cache.version, &[saved.0.clone(), after], fetch) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        (cache.state, cache.extremities) = saved;
+                        self.forget_event(stored.event_id.as_str());
+                        return Err(e.to_string());
+                    }
+                }
             };
             new_event.fork = Some(ForkState {
                 before: state_list(&before),
@@ -505,11 +511,13 @@ impl Homeserver {
             (cache.state, cache.extremities) = saved;
             // Already stored (a retransmission that raced the first copy).
             if matches!(e, conifer_store::StoreError::Conflict) {
+                self.settle_event(stored.event_id.as_str());
                 return Ok(());
             }
             self.forget_event(stored.event_id.as_str());
             return Err(e.to_string());
         }
+        self.settle_event(stored.event_id.as_str());
         // Other forks stay forward extremities until an event merges them.
         cache.extremities = tips;
         if stored.kind.to_string() == "m.room.redaction" {
@@ -528,7 +536,6 @@ impl Homeserver {
             && !self
                 .adopted_states
                 .lock()
-                .unwrap()
                 .contains_key(pdu.event_id.as_str())
             && pdu
                 .auth_events
@@ -796,6 +803,9 @@ impl Homeserver {
                 self.forget_event(pdu.event_id.as_str());
             }
             return Err(e);
+        }
+        for (_, pdu) in &prepared {
+            self.settle_event(pdu.event_id.as_str());
         }
         *self.room_handle(&room_id).lock().await = Some(cache);
         if publish {

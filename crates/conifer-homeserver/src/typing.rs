@@ -1,8 +1,8 @@
 //! Typing notifications: in memory only, with a serial that `/sync` tokens
 //! carry so long-polls wake when someone starts or stops typing.
 
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 /// Per room: the serial of its last change, and who types until when.
@@ -24,7 +24,7 @@ impl Default for Typing {
 
 impl Typing {
     pub fn set(&self, room_id: &str, user_id: &str, timeout: Option<Duration>) {
-        let mut rooms = self.rooms.lock().unwrap();
+        let mut rooms = self.rooms.lock();
         let serial = *self.serial.borrow() + 1;
         let entry = rooms.entry(room_id.to_owned()).or_default();
         let changed = match timeout {
@@ -46,7 +46,7 @@ impl Typing {
     /// Drops expired entries, bumping the serial if any expired.
     fn expire(&self) {
         let now = Instant::now();
-        let mut rooms = self.rooms.lock().unwrap();
+        let mut rooms = self.rooms.lock();
         let mut serial = None;
         for (changed, users) in rooms.values_mut() {
             let before = users.len();
@@ -65,7 +65,7 @@ impl Typing {
     /// Users typing in `room_id`, if the room changed after `since`.
     pub fn changed_since(&self, room_id: &str, since: u64) -> Option<Vec<String>> {
         self.expire();
-        let rooms = self.rooms.lock().unwrap();
+        let rooms = self.rooms.lock();
         let (changed, users) = rooms.get(room_id)?;
         (*changed > since).then(|| users.keys().cloned().collect())
     }
@@ -83,7 +83,6 @@ impl Typing {
     pub fn next_expiry(&self) -> Option<Instant> {
         self.rooms
             .lock()
-            .unwrap()
             .values()
             .flat_map(|(_, u)| u.values().copied())
             .min()

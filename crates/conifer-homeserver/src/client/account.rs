@@ -10,10 +10,11 @@ use axum::extract::{Path, Query};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 pub fn routes() -> Router<Arc<Homeserver>> {
@@ -480,7 +481,7 @@ async fn admin_nonce(hs: Hs) -> Resp {
         );
     }
     let nonce = random_token(32);
-    let mut n = nonces().lock().unwrap();
+    let mut n = nonces().lock();
     n.retain(|_, t| t.elapsed() < Duration::from_secs(60));
     n.insert(nonce.clone(), Instant::now());
     Ok(Json(json!({ "nonce": nonce })))
@@ -506,7 +507,6 @@ async fn admin_register(hs: Hs, Body(body): Body<AdminRegister>) -> Resp {
     };
     if nonces()
         .lock()
-        .unwrap()
         .remove(&body.nonce)
         .is_none_or(|t| t.elapsed() > Duration::from_secs(60))
     {

@@ -63,7 +63,7 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
             "x-requested-with".parse().unwrap(),
         ]);
     let api = client_api();
-    Router::new()
+    let api = Router::new()
         .nest("/_matrix/client/v3", api.clone())
         .nest("/_matrix/client/r0", api)
         .nest(
@@ -82,7 +82,8 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
         .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(cors)
-        .with_state(hs)
+        .with_state(hs);
+    crate::panic_guard::isolate_panics(api)
 }
 
 /// Parses a user ID from a path, `M_INVALID_PARAM` otherwise.

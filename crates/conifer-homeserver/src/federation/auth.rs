@@ -80,14 +80,14 @@ impl Homeserver {
         if server == self.server_name.as_str() && key_id == self.key.key_id() {
             return Ok(self.key.public);
         }
-        if let Some(k) = self.key_ring.lock().unwrap().get(server, key_id, now) {
+        if let Some(k) = self.key_ring.lock().get(server, key_id, now) {
             return Ok(k);
         }
         let (_, keys) = self
             .fetch_server_keys(server)
             .await
             .map_err(|e| unauthorized(format!("cannot fetch the keys of {server}: {e}")))?;
-        let mut ring = self.key_ring.lock().unwrap();
+        let mut ring = self.key_ring.lock();
         ring.insert(keys);
         ring.get(server, key_id, now)
             .ok_or_else(|| unauthorized(format!("{server} has no key {key_id}")))

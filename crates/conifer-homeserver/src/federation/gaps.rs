@@ -136,7 +136,6 @@ impl Homeserver {
         }
         self.adopted_states
             .lock()
-            .unwrap()
             .insert(event_id.to_owned(), state);
     }
 

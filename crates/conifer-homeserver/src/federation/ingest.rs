@@ -128,6 +128,7 @@ fn finish(hs: &Homeserver, run: Option<Run>, verdicts: &mut [(String, Result<(),
             // Each is stored now, or was already (`Conflict`: a copy that
             // raced this one stored it first).
             for ((index, stored), _stored_or_duplicate) in places.into_iter().zip(results) {
+                hs.settle_event(stored.event_id.as_str());
                 if stored.kind.to_string() == "m.room.redaction" {
                     if let Err(e) = hs.apply_redaction(&cache.version, &run.room_id, &stored) {
                         verdicts[index].1 = Err(e.message);

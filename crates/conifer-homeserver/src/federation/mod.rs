@@ -31,7 +31,7 @@ use std::sync::Arc;
 
 /// The routes other servers call.
 pub fn router(hs: Arc<Homeserver>) -> Router {
-    Router::new()
+    let api = Router::new()
         .route("/_matrix/key/v2/server", get(keys::server_keys))
         .route("/_matrix/key/v2/server/:key_id", get(keys::server_keys))
         .route("/_matrix/key/v2/query", axum::routing::post(keys::query))
@@ -114,7 +114,8 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         )
         .fallback(|| async { MatrixError::unrecognized("unrecognized request") })
         .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
-        .with_state(hs)
+        .with_state(hs);
+    crate::panic_guard::isolate_panics(api)
 }
 
 /// A path segment of a federation URI (room, event and user IDs).

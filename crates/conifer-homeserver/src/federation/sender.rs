@@ -5,8 +5,9 @@
 
 use crate::{now_ms, Homeserver};
 use conifer_federation::{next_transaction, Backoff, Queued, MAX_EDUS, MAX_PDUS};
+use parking_lot::Mutex;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use tokio::sync::{mpsc, Notify};
 
 /// Messages to the sender's supervisor.
@@ -27,7 +28,7 @@ pub(crate) struct SenderHandle {
 
 impl SenderHandle {
     pub(crate) fn signal(&self, s: Signal) {
-        if let Some(tx) = self.tx.lock().unwrap().as_ref() {
+        if let Some(tx) = self.tx.lock().as_ref() {
             let _ = tx.send(s);
         }
     }
@@ -43,7 +44,7 @@ impl Homeserver {
     /// left in the outbox) through the configured transport.
     pub fn start_federation_sender(self: &Arc<Self>) {
         let (tx, mut rx) = mpsc::unbounded_channel();
-        *self.sender.tx.lock().unwrap() = Some(tx);
+        *self.sender.tx.lock() = Some(tx);
         let hs = self.clone();
         tokio::spawn(async move {
             let mut dests: HashMap<String, Destination> = HashMap::new();
@@ -55,12 +56,12 @@ impl Homeserver {
                     Signal::Queued(d) => ensure(&hs, &mut dests, &d).notify.notify_one(),
                     Signal::Wake(d) => {
                         let dest = ensure(&hs, &mut dests, &d);
-                        dest.backoff.lock().unwrap().reset();
+                        dest.backoff.lock().reset();
                         dest.notify.notify_one();
                     }
                     Signal::Heard(d) => {
                         if let Some(dest) = dests.get(&d) {
-                            let mut backoff = dest.backoff.lock().unwrap();
+                            let mut backoff = dest.backoff.lock();
                             if backoff.retry_at_ms() > now_ms() {
                                 backoff.reset();
                                 dest.notify.notify_one();
@@ -121,7 +122,7 @@ async fn run(hs: Arc<Homeserver>, dest: String, notify: Arc<Notify>, backoff: Ar
             notify.notified().await;
             continue;
         }
-        let retry_at = backoff.lock().unwrap().retry_at_ms();
+        let retry_at = backoff.lock().retry_at_ms();
         let now = now_ms();
         if retry_at > now {
             tokio::select! {
@@ -146,14 +147,11 @@ async fn run(hs: Arc<Homeserver>, dest: String, notify: Arc<Notify>, backoff: Ar
                 if let Err(e) = hs.store.outbox_ack(&ids) {
                     tracing::error!(destination = %dest, error = %e, "cannot acknowledge sent items");
                 }
-                backoff.lock().unwrap().succeeded();
+                backoff.lock().succeeded();
             }
             Err(why) => {
                 tracing::info!(destination = %dest, %why, "federation transaction failed; backing off");
-                backoff
-                    .lock()
-                    .unwrap()
-                    .failed(now_ms(), rand::random::<f64>());
+                backoff.lock().failed(now_ms(), rand::random::<f64>());
             }
         }
     }

@@ -1,0 +1,92 @@
+//! Hardening (issue 18): panics stay inside one request, and room creation
+//! never depends on a cache that can be emptied under it.
+
+mod common;
+use axum::routing::get;
+use axum::Router;
+use common::*;
+use conifer_homeserver::{client, panic_guard};
+use serde_json::json;
+
+/// A handler that panics answers `500 M_UNKNOWN` as JSON, and every other
+/// route (including ones that use the shared token and event caches) keeps
+/// working, again and again.
+#[tokio::test]
+async fn a_panicking_handler_leaves_the_server_serving() {
+    let s = TestServer::start().await;
+    let app = panic_guard::isolate_panics(
+        Router::new()
+            .route(
+                "/test/panic",
+                get(|| async {
+                    panic!("injected");
+                    #[allow(unreachable_code)]
+                    ""
+                }),
+            )
+            .merge(client::router(s.hs.clone())),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    let http = reqwest::Client::new();
+
+    let ann = s.register("ann").await;
+    let room = s.create_room(&ann, json!({})).await;
+    for round in 0..3 {
+        let resp = http.get(format!("{url}/test/panic")).send().await.unwrap();
+        assert_eq!(resp.status().as_u16(), 500);
+        let body: serde_json::Value = resp.json().await.unwrap();
+        assert_eq!(body["errcode"], "M_UNKNOWN", "round {round}");
+
+        let resp = http
+            .put(format!(
+                "{url}/_matrix/client/v3/rooms/{}/send/m.room.message/after-panic-{round}",
+                enc(&room)
+            ))
+            .bearer_auth(&ann.token)
+            .json(&json!({ "msgtype": "m.text", "body": format!("still here {round}") }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "round {round}");
+        let resp = http
+            .get(format!("{url}/_matrix/client/v3/account/whoami"))
+            .bearer_auth(&ann.token)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200);
+    }
+    // And the real client router, with its own guard, serves too.
+    assert_eq!(
+        s.get("/_matrix/client/v3/account/whoami", &ann.token)
+            .await
+            .0,
+        200
+    );
+}
+
+/// The audit saw a valid `createRoom` fail every ~2 858 rooms ("failed to
+/// find auth event") when the event cache was emptied whole while a room's
+/// initial events, not stored yet, lived only there. With a cache smaller
+/// than two rooms' worth of events, every creation crosses a full cache.
+#[tokio::test]
+async fn create_room_never_fails_when_the_event_cache_is_full() {
+    let s = TestServer::start_with(|c| {
+        c.rate_limits.enabled = false;
+        c.rooms.event_cache_size = 7;
+    })
+    .await;
+    let ann = s.register("ann").await;
+    for n in 0..300 {
+        let (status, body) = s
+            .post(
+                "/_matrix/client/v3/createRoom",
+                &ann.token,
+                json!({ "preset": "public_chat", "name": format!("room {n}"), "topic": "t" }),
+            )
+            .await;
+        assert_eq!(status, 200, "room {n}: {body}");
+    }
+}
