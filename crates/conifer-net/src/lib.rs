@@ -204,6 +204,11 @@ impl Node {
 
     /// An axum router serving WebSocket peerings at `ws_path` and the manhole
     /// at `/manhole`. Serve it with `into_make_service_with_connect_info`.
+    ///
+    /// Upgrades are admitted within the pending-handshake limits and read
+    /// with [`MAX_WS_MESSAGE`]; what happens before the request reaches the
+    /// router (slow or never-sent request heads, their buffer) is the host
+    /// server's to bound. [`Node::listen_ws`] bounds both.
     pub fn http_routes(&self, ws_path: &str) -> axum::Router {
         axum::Router::new()
             .route(ws_path, axum::routing::get(ws_handler))
