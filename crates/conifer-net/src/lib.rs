@@ -60,8 +60,6 @@ pub enum PeeringError {
     /// library's error carries a whole HTTP response).
     #[error("WebSocket: {0}")]
     WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
-    #[error(transparent)]
-    Refused(#[from] PendingRefused),
 }
 
 /// A running overlay node. Cheap to clone; all clones drive the same router.
@@ -141,6 +139,7 @@ impl Node {
         self.pending.set_limits(limits);
     }
 
+    /// The caps now in force on connections that have not finished the handshake.
     pub fn pending_limits(&self) -> PendingLimits {
         self.pending.limits()
     }
