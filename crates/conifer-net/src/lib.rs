@@ -13,6 +13,7 @@
 mod clock;
 mod multicast;
 mod peering;
+mod pending;
 mod ping;
 pub mod session;
 mod shared;
@@ -31,13 +32,15 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{broadcast, mpsc};
 
 pub use multicast::{MULTICAST_PORT, MULTICAST_V4, MULTICAST_V6};
-pub use peering::PeeringInfo;
+pub use peering::{PeeringInfo, HANDSHAKE_TIMEOUT};
+pub use pending::{PendingLimits, PendingRefused, MAX_PENDING_PER_IP, MAX_PENDING_TOTAL};
 pub use ping::{PingOutcome, PING_MAGIC, PONG_MAGIC};
 pub use shared::Delivery;
 pub use static_peers::backoff;
 pub use status::{PeerStatus, RouteStatus, Status};
-pub use websocket::ws_handler;
+pub use websocket::{ws_handler, MAX_WS_MESSAGE};
 
+use pending::Pending;
 use shared::Shared;
 
 /// Why a peering could not be set up.
@@ -53,6 +56,10 @@ pub enum PeeringError {
     WrongKey { expected: PublicKey, got: PublicKey },
     #[error(transparent)]
     NoFreePorts(#[from] NoFreePorts),
+    /// The WebSocket connection or its HTTP upgrade failed (boxed: the
+    /// library's error carries a whole HTTP response).
+    #[error("WebSocket: {0}")]
+    WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
 }
 
 /// A running overlay node. Cheap to clone; all clones drive the same router.
@@ -63,6 +70,8 @@ pub struct Node {
     stop: tokio_util::sync::CancellationToken,
     identity: Arc<Identity>,
     events: broadcast::Sender<Event>,
+    /// Incoming connections that have not finished the handshake.
+    pending: Pending,
 }
 
 /// Capacity of the channel of payloads delivered to the application.
@@ -90,6 +99,7 @@ impl Node {
             stop,
             identity: Arc::new(identity),
             events,
+            pending: Pending::new(PendingLimits::default()),
         };
         (node, rx)
     }
@@ -121,6 +131,22 @@ impl Node {
         )
         .await?;
         Ok(key)
+    }
+
+    /// Changes the caps on incoming connections that have not finished the
+    /// handshake (defaults: [`MAX_PENDING_PER_IP`], [`MAX_PENDING_TOTAL`]).
+    pub fn set_pending_limits(&self, limits: PendingLimits) {
+        self.pending.set_limits(limits);
+    }
+
+    /// The caps now in force on connections that have not finished the handshake.
+    pub fn pending_limits(&self) -> PendingLimits {
+        self.pending.limits()
+    }
+
+    /// Incoming connections currently counted against the pending limits.
+    pub fn pending_handshakes(&self) -> usize {
+        self.pending.count()
     }
 
     /// Stops the node: closes every peering and stops listeners, static-peer
@@ -177,30 +203,15 @@ impl Node {
 
     /// An axum router serving WebSocket peerings at `ws_path` and the manhole
     /// at `/manhole`. Serve it with `into_make_service_with_connect_info`.
+    ///
+    /// Upgrades are admitted within the pending-handshake limits and read
+    /// with [`MAX_WS_MESSAGE`]; what happens before the request reaches the
+    /// router (slow or never-sent request heads, their buffer) is the host
+    /// server's to bound. [`Node::listen_ws`] bounds both.
     pub fn http_routes(&self, ws_path: &str) -> axum::Router {
         axum::Router::new()
             .route(ws_path, axum::routing::get(ws_handler))
             .route("/manhole", axum::routing::get(status::manhole))
             .with_state(self.clone())
-    }
-
-    /// Serves [`Node::http_routes`] on `addr`; returns the bound address.
-    pub async fn listen_ws(
-        &self,
-        addr: std::net::SocketAddr,
-        ws_path: &str,
-    ) -> std::io::Result<std::net::SocketAddr> {
-        let listener = tokio::net::TcpListener::bind(addr).await?;
-        let local = listener.local_addr()?;
-        let app = self
-            .http_routes(ws_path)
-            .into_make_service_with_connect_info::<std::net::SocketAddr>();
-        self.spawn_until_stopped(async move {
-            if let Err(e) = axum::serve(listener, app).await {
-                tracing::error!(error = %e, "WebSocket listener stopped");
-            }
-        });
-        tracing::info!(%local, path = ws_path, "listening for WebSocket peerings");
-        Ok(local)
     }
 }

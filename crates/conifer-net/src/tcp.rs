@@ -11,6 +11,10 @@ use crate::{Node, PeeringError};
 
 impl Node {
     /// Listens for TCP peerings on `addr`; returns the bound address.
+    ///
+    /// Connections are admitted within the node's pending-handshake limits
+    /// ([`crate::PendingLimits`]) and must finish the handshake within
+    /// [`crate::HANDSHAKE_TIMEOUT`].
     pub async fn listen_tcp(&self, addr: SocketAddr) -> std::io::Result<SocketAddr> {
         let listener = TcpListener::bind(addr).await?;
         let local = listener.local_addr()?;
@@ -19,6 +23,17 @@ impl Node {
             loop {
                 match listener.accept().await {
                     Ok((stream, remote)) => {
+                        // Unauthenticated until the handshake is done: admit
+                        // only within the pending limits, else drop (close)
+                        // the stream at once. Debug level, as a flood would
+                        // otherwise flood the log too.
+                        let slot = match node.pending.admit(remote.ip()) {
+                            Ok(slot) => slot,
+                            Err(why) => {
+                                tracing::debug!(%remote, %why, "TCP connection refused");
+                                continue;
+                            }
+                        };
                         let node = node.clone();
                         tokio::spawn(async move {
                             let info = PeeringInfo {
@@ -26,7 +41,10 @@ impl Node {
                                 zone: "tcp".into(),
                                 remote: remote.to_string(),
                             };
-                            if let Err(e) = node.start_tcp(stream, info, None).await {
+                            let result = node.start_tcp(stream, info, None).await;
+                            // Authenticated or failed: no longer pending.
+                            drop(slot);
+                            if let Err(e) = result {
                                 tracing::warn!(%remote, error = %e, "incoming TCP peering failed");
                             }
                         });
