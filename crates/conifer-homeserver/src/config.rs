@@ -80,6 +80,13 @@ pub struct ClientConfig {
     pub max_request_bytes: usize,
     /// Longest `/sync` long-poll, in milliseconds.
     pub max_sync_timeout_ms: u64,
+    /// Seconds a connection may take to send a request's head (the client
+    /// and federation listeners); slower ones are closed.
+    pub header_read_timeout_secs: u64,
+    /// Open connections one client address may hold (an IPv6 /64 is one).
+    pub max_connections_per_ip: usize,
+    /// Open connections in all, per listener.
+    pub max_connections: usize,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -146,6 +153,9 @@ impl Default for ClientConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
             max_request_bytes: 1 << 20,
             max_sync_timeout_ms: 60_000,
+            header_read_timeout_secs: 30,
+            max_connections_per_ip: 256,
+            max_connections: 8_192,
         }
     }
 }
@@ -295,6 +305,14 @@ impl Config {
                 self.rooms.default_version,
                 conifer_rooms::SUPPORTED_VERSIONS.join(", ")
             )));
+        }
+        if self.client.header_read_timeout_secs == 0
+            || self.client.max_connections_per_ip == 0
+            || self.client.max_connections == 0
+        {
+            return Err(ConfigError::Invalid(
+                "client.header_read_timeout_secs, max_connections_per_ip and max_connections must be above 0".into(),
+            ));
         }
         if let Some(name) = &self.server_name {
             if ruma_server_name(name).is_none() {

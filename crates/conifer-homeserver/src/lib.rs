@@ -59,6 +59,8 @@ pub struct Homeserver {
     pub(crate) typing: typing::Typing,
     pub(crate) limits: ratelimit::Limits,
     pub(crate) media: media::MediaFiles,
+    /// Held while the homeserver is open: see [`lock_data_dir`].
+    _data_lock: std::fs::File,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -72,6 +74,47 @@ pub enum StartError {
     },
     #[error("cannot open the database: {0}")]
     Store(#[from] conifer_store::StoreError),
+    #[error("the data directory {path} is in use by another process{}", holder.map(|p| format!(" (PID {p})")).unwrap_or_default())]
+    InUse {
+        path: std::path::PathBuf,
+        holder: Option<u32>,
+    },
+}
+
+/// Takes the data directory's lock file (`conifer.lock`, holding the
+/// owner's PID) for as long as the returned file is open, so that two
+/// processes never serve one node. The operating system drops the lock when
+/// the process dies, even by `kill -9`.
+fn lock_data_dir(dir: &std::path::Path) -> Result<std::fs::File, StartError> {
+    use std::io::{Read, Seek, Write};
+    let path = dir.join("conifer.lock");
+    let io_err = |source| StartError::DataDir {
+        path: path.clone(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(&path)
+        .map_err(io_err)?;
+    match file.try_lock() {
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            let mut pid = String::new();
+            let _ = file.read_to_string(&mut pid);
+            return Err(StartError::InUse {
+                path: dir.to_owned(),
+                holder: pid.trim().parse().ok(),
+            });
+        }
+        Err(std::fs::TryLockError::Error(e)) => return Err(io_err(e)),
+    }
+    file.set_len(0).map_err(io_err)?;
+    file.rewind().map_err(io_err)?;
+    write!(file, "{}", std::process::id()).map_err(io_err)?;
+    Ok(file)
 }
 
 impl Homeserver {
@@ -90,6 +133,7 @@ impl Homeserver {
             path: dir.clone(),
             source,
         })?;
+        let data_lock = lock_data_dir(dir)?;
         let store = SqliteStore::open(&dir.join("homeserver.db"))?;
         let media =
             media::MediaFiles::open(&dir.join("media")).map_err(|source| StartError::DataDir {
@@ -114,6 +158,7 @@ impl Homeserver {
             limits,
             media,
             config,
+            _data_lock: data_lock,
         }))
     }
 

@@ -90,3 +90,39 @@ async fn create_room_never_fails_when_the_event_cache_is_full() {
         assert_eq!(status, 200, "room {n}: {body}");
     }
 }
+
+/// Two homeservers on one data directory would split the node (each one's
+/// clients miss the other's events): the second open fails, naming the
+/// holder's PID, and succeeds once the first is gone.
+#[tokio::test]
+async fn a_data_directory_serves_one_homeserver_at_a_time() {
+    use conifer_homeserver::{Config, Homeserver, OwnedServerName, StartError};
+    let dir = tempfile::tempdir().unwrap();
+    let open = || {
+        let config = Config {
+            data_dir: dir.path().to_owned(),
+            ..Config::default()
+        };
+        Homeserver::open(
+            config,
+            &OwnedServerName::try_from(SERVER).unwrap(),
+            "test",
+            &[7; 32],
+        )
+    };
+    let first = open().unwrap();
+    match open() {
+        Err(StartError::InUse { holder, .. }) => {
+            assert_eq!(holder, Some(std::process::id()))
+        }
+        Err(e) => panic!("wrong error: {e}"),
+        Ok(_) => panic!("a second homeserver opened the same data directory"),
+    }
+    let message = open().err().unwrap().to_string();
+    assert!(
+        message.contains(&std::process::id().to_string()),
+        "{message}"
+    );
+    drop(first);
+    open().expect("the lock goes with the first homeserver");
+}

@@ -17,5 +17,5 @@ mod resolver;
 pub mod tls;
 
 pub use client::{ClientSettings, HttpsTransport, SettingsError};
-pub use listener::serve_tls;
+pub use listener::{serve_http, serve_tls, HttpLimits};
 pub use tls::{server_config, ServerCertificate};

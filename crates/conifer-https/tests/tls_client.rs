@@ -37,7 +37,12 @@ async fn listener(cert: &ServerCertificate) -> String {
     );
     let tcp = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let name = format!("127.0.0.1:{}", tcp.local_addr().unwrap().port());
-    tokio::spawn(serve_tls(tcp, server_config(cert).unwrap(), app));
+    tokio::spawn(serve_tls(
+        tcp,
+        server_config(cert).unwrap(),
+        app,
+        conifer_https::HttpLimits::default(),
+    ));
     name
 }
 

@@ -123,12 +123,9 @@ impl RunArgs {
             app = app.merge(n.http_routes("/ws"));
             println!("overlay      ws://{}/ws", listen_addr);
         }
-        let server = axum::serve(
-            listener,
-            app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        );
+        let server = conifer_https::serve_http(listener, app, http_limits(&hs.config));
         let mut events = node.as_ref().map(|n| n.subscribe());
-        let server = tokio::spawn(async move { server.await });
+        let server = tokio::spawn(server);
         crate::idle_trim::spawn(hs.clone());
         loop {
             tokio::select! {
@@ -231,8 +228,18 @@ async fn start_https_federation(
         listener,
         tls,
         federation::router(hs.clone()),
+        http_limits(&hs.config),
     ));
     Ok(())
+}
+
+/// The client and federation listeners' limits, from `[client]`.
+fn http_limits(config: &conifer_homeserver::Config) -> conifer_https::HttpLimits {
+    conifer_https::HttpLimits {
+        header_read_timeout: std::time::Duration::from_secs(config.client.header_read_timeout_secs),
+        max_connections_per_ip: config.client.max_connections_per_ip,
+        max_connections: config.client.max_connections,
+    }
 }
 
 /// The host part of a server name (what its certificate names).

@@ -101,3 +101,26 @@ fn a_p2p_node_is_named_by_its_key_across_restarts() {
         "the node key persists in the data directory"
     );
 }
+
+/// A second `conifer run` on a data directory in use exits at once with a
+/// message naming the first one's PID, instead of splitting the node.
+#[test]
+fn a_second_node_on_the_same_data_directory_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut first = start(dir.path(), free_port());
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_conifer"))
+        .args(["run", "--server-name", "durable.test", "--client-addr"])
+        .arg(format!("127.0.0.1:{}", free_port()))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("in use") && stderr.contains(&first.id().to_string()),
+        "{stderr}"
+    );
+    first.kill().unwrap();
+    first.wait().unwrap();
+}

@@ -81,9 +81,41 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
         .fallback(|| async { MatrixError::unrecognized("unrecognized request") })
         .method_not_allowed_fallback(|| async { MatrixError::method_not_allowed() })
         .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::middleware::from_fn_with_state(
+            hs.clone(),
+            declared_size_limit,
+        ))
         .layer(cors)
         .with_state(hs);
     crate::panic_guard::isolate_panics(api)
+}
+
+/// Refuses a request whose declared `Content-Length` is over the limit
+/// (media uploads: `media.max_upload_bytes`; anything else:
+/// `client.max_request_bytes`) with `413 M_TOO_LARGE` before reading any of
+/// its body. Bodies without a declared length are still cut at the limit
+/// as they are read.
+async fn declared_size_limit(
+    axum::extract::State(hs): axum::extract::State<Arc<Homeserver>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let limit = if req.uri().path().ends_with("/upload") || req.uri().path().contains("/upload/") {
+        hs.config.media.max_upload_bytes
+    } else {
+        hs.config.client.max_request_bytes
+    };
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        return MatrixError::too_large(format!("request body exceeds {limit} bytes"))
+            .into_response();
+    }
+    next.run(req).await
 }
 
 /// Parses a user ID from a path, `M_INVALID_PARAM` otherwise.
