@@ -59,6 +59,8 @@ pub struct Homeserver {
     pub(crate) typing: typing::Typing,
     pub(crate) limits: ratelimit::Limits,
     pub(crate) media: media::MediaFiles,
+    /// `/sync` responses computed (initial, woken and timed-out alike).
+    sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
     _data_lock: std::fs::File,
 }
@@ -158,8 +160,17 @@ impl Homeserver {
             limits,
             media,
             config,
+            sync_computations: Default::default(),
             _data_lock: data_lock,
         }))
+    }
+
+    /// How many `/sync` responses were computed since start: a long-poll
+    /// computes once when it starts and again only when something it
+    /// would show may have changed.
+    pub fn sync_computations(&self) -> u64 {
+        self.sync_computations
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// The user behind an access token.

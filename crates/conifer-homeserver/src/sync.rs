@@ -5,7 +5,7 @@
 use crate::error::ApiResult;
 use crate::format::{client_event, client_event_from_value, stripped_state, without_room_id};
 use crate::{now_ms, push, Auth, Homeserver};
-use conifer_store::StoredEvent;
+use conifer_store::{Audience, StoredEvent};
 use serde_json::{json, Map, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
@@ -153,19 +153,88 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
     let mut typing_rx = hs.typing.subscribe();
     loop {
         store_rx.borrow_and_update();
-        typing_rx.borrow_and_update();
-        let (response, empty) = compute(hs, auth, since, &req)?;
+        let typing_seen = *typing_rx.borrow_and_update();
+        hs.sync_computations
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (response, empty, to) = compute(hs, auth, since, &req)?;
         if since.is_none() || req.full_state || !empty || tokio::time::Instant::now() >= deadline {
             return Ok(response);
         }
-        let wake = match hs.typing.next_expiry() {
-            Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
-            None => deadline,
-        };
-        tokio::select! {
-            r = store_rx.changed() => { if r.is_err() { return Ok(response); } }
-            r = typing_rx.changed() => { if r.is_err() { return Ok(response); } }
-            _ = tokio::time::sleep_until(wake) => {}
+        // Nothing to show yet: sleep until a write that concerns this user
+        // (or its device, its rooms, the users it shares rooms with), a
+        // typing change in one of its rooms, or the deadline. Writes for
+        // others wake the task only to look at the change log, never to
+        // compute a response.
+        let listener = Listener::new(hs, auth)?;
+        let mut checked = to;
+        let mut typing_checked = typing_seen;
+        loop {
+            let wake = match hs.typing.next_expiry() {
+                Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
+                None => deadline,
+            };
+            tokio::select! {
+                r = store_rx.changed() => {
+                    if r.is_err() { return Ok(response); }
+                    let now = *store_rx.borrow_and_update();
+                    match hs.store.changes_since(checked) {
+                        None => break,
+                        Some(changes) => {
+                            if changes.iter().any(|(p, a)| *p <= now && listener.concerns(a)) {
+                                break;
+                            }
+                            checked = checked.max(now);
+                        }
+                    }
+                }
+                r = typing_rx.changed() => {
+                    if r.is_err() { return Ok(response); }
+                    let serial = *typing_rx.borrow_and_update();
+                    if listener.rooms.iter().any(|room| hs.typing.changed_since(room, typing_checked).is_some()) {
+                        break;
+                    }
+                    typing_checked = serial;
+                }
+                _ = tokio::time::sleep_until(wake) => break,
+            }
+        }
+    }
+}
+
+/// What a waiting long-poll listens for: writes for its user, its device,
+/// the rooms it has a membership in, or the users it shares rooms with.
+struct Listener {
+    user: String,
+    device: String,
+    rooms: BTreeSet<String>,
+    sharing: BTreeSet<String>,
+}
+
+impl Listener {
+    fn new(hs: &Homeserver, auth: &Auth) -> ApiResult<Self> {
+        Ok(Self {
+            user: auth.user_id.clone(),
+            device: auth.device_id.clone(),
+            rooms: hs
+                .store
+                .user_memberships(&auth.user_id)?
+                .into_iter()
+                .map(|m| m.room_id)
+                .collect(),
+            sharing: hs
+                .store
+                .users_sharing_rooms(&auth.user_id)?
+                .into_iter()
+                .collect(),
+        })
+    }
+
+    fn concerns(&self, audience: &Audience) -> bool {
+        match audience {
+            Audience::Room(r) => self.rooms.contains(r),
+            Audience::User(u) => *u == self.user,
+            Audience::Device(u, d) => *u == self.user && *d == self.device,
+            Audience::SharingWith(u) => *u == self.user || self.sharing.contains(u),
         }
     }
 }
@@ -177,12 +246,14 @@ struct Window {
     initial: bool,
 }
 
+/// The response for the window from `since` to now, whether it is empty,
+/// and the stream position it reaches.
 fn compute(
     hs: &Homeserver,
     auth: &Auth,
     since: Option<(u64, u64)>,
     req: &SyncRequest,
-) -> ApiResult<(Value, bool)> {
+) -> ApiResult<(Value, bool, u64)> {
     let user = auth.user_id.as_str();
     let (since_pos, since_typing) = since.unwrap_or((0, 0));
     let mut to = hs.store.stream_position();
@@ -369,7 +440,7 @@ fn compute(
         "device_unused_fallback_key_types": fallback,
         "org.matrix.msc2732.device_unused_fallback_key_types": fallback,
     });
-    Ok((response, empty))
+    Ok((response, empty, w.to))
 }
 
 /// The joined rooms where anything a sync shows changed in the window:

@@ -126,3 +126,80 @@ async fn a_data_directory_serves_one_homeserver_at_a_time() {
     drop(first);
     open().expect("the lock goes with the first homeserver");
 }
+
+/// Issue 18: "a persisted event wakes only the long-polls of users it
+/// concerns". 200 users long-poll `/sync` in rooms of their own while one
+/// user talks in another room: their long-polls are not recomputed for each
+/// message, and the member's long-poll still returns each message.
+#[tokio::test]
+async fn messages_wake_only_the_long_polls_of_room_members() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    let (ann, bob) = (s.register("ann").await, s.register("bob").await);
+    let room = s
+        .create_room(&ann, json!({ "preset": "public_chat" }))
+        .await;
+    assert_eq!(s.join(&bob, &room).await.0, 200);
+
+    let mut idle = Vec::new();
+    for n in 0..200 {
+        // Made in the store directly: registering hashes a password.
+        let user_id = format!("@idle{n}:{SERVER}");
+        s.hs.store.create_user(&user_id, None, false, 0).unwrap();
+        let token = format!("idle-token-{n}");
+        s.hs.store
+            .create_device(&user_id, "IDLE", None, &token, 0)
+            .unwrap();
+        let u = User {
+            user_id,
+            token,
+            device_id: "IDLE".into(),
+        };
+        let since = s.sync(&u, None, 0).await["next_batch"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+        let server = s.clone();
+        idle.push(tokio::spawn(async move {
+            server.sync(&u, Some(&since), 30_000).await
+        }));
+    }
+    let mut since = s.sync(&bob, None, 0).await["next_batch"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Let every idle long-poll start waiting.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let before = s.hs.sync_computations();
+    for i in 0..20 {
+        let text = format!("message {i}");
+        let waiting = {
+            let server = s.clone();
+            let since = since.clone();
+            let token = bob.token.clone();
+            tokio::spawn(async move {
+                server
+                    .get(
+                        &format!("/_matrix/client/v3/sync?timeout=10000&since={since}"),
+                        &token,
+                    )
+                    .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        assert_eq!(s.send_text(&ann, &room, &text).await.0, 200);
+        let (status, sync) = waiting.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(timeline_bodies(&sync, &room).contains(&text), "{sync}");
+        since = sync["next_batch"].as_str().unwrap().to_owned();
+    }
+    let computed = s.hs.sync_computations() - before;
+    // Bob's 20 long-polls compute once when they start and once when woken
+    // (a few more if a wake-up races a start); the 200 idle ones none.
+    assert!(
+        computed <= 60,
+        "{computed} responses computed for 20 messages with 200 idle long-polls"
+    );
+    for h in idle {
+        h.abort();
+    }
+}

@@ -276,6 +276,11 @@ pub trait StreamStore: Send + Sync {
     fn stream_position(&self) -> u64;
     /// A watch on the highest committed stream position.
     fn subscribe(&self) -> tokio::sync::watch::Receiver<u64>;
+    /// Who the committed writes at positions above `after` concern, oldest
+    /// first; every such write is listed once its position is published by
+    /// [`subscribe`](Self::subscribe). `None` when the log no longer reaches
+    /// back that far (the caller must assume anything changed).
+    fn changes_since(&self, after: u64) -> Option<Vec<(u64, Audience)>>;
 
     fn put_account_data(
         &self,

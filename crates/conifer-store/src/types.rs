@@ -201,3 +201,18 @@ pub struct RemoteInvite {
     /// Set by the store.
     pub stream_pos: u64,
 }
+
+/// Who a write at a stream position concerns, so that a long-poll wakes
+/// only for what it would show (see [`crate::StreamStore::changes_since`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Audience {
+    /// The room's members (events, receipts).
+    Room(String),
+    /// One user (account data, invites, the target of a membership event).
+    User(String),
+    /// One device of a user (to-device messages).
+    Device(String, String),
+    /// A user and everyone sharing a room with them (presence, device
+    /// lists).
+    SharingWith(String),
+}

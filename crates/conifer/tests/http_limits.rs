@@ -17,22 +17,34 @@ impl Drop for Node {
     }
 }
 
-fn start_with_config(dir: &std::path::Path, port: u16, toml: &str) -> Node {
+/// Starts `conifer run` with a config file on a free port; returns the node
+/// and its port. A port that another test's node took between our probe
+/// and our bind makes ours exit: then another port is tried, so the test
+/// never talks to someone else's node.
+fn start_with_config(dir: &std::path::Path, toml: &str) -> (Node, u16) {
     let config = dir.join("conifer.toml");
     std::fs::write(&config, toml).unwrap();
-    let child = Command::new(env!("CARGO_BIN_EXE_conifer"))
-        .args(["run", "--server-name", "limits.test", "--client-addr"])
-        .arg(format!("127.0.0.1:{port}"))
-        .arg("--data-dir")
-        .arg(dir)
-        .arg("--config")
-        .arg(&config)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    wait_for_port(port);
-    Node(child)
+    for _ in 0..5 {
+        let port = free_port();
+        let child = Command::new(env!("CARGO_BIN_EXE_conifer"))
+            .args(["run", "--server-name", "limits.test", "--client-addr"])
+            .arg(format!("127.0.0.1:{port}"))
+            .arg("--data-dir")
+            .arg(dir)
+            .arg("--config")
+            .arg(&config)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut node = Node(child);
+        wait_for_port(port);
+        std::thread::sleep(Duration::from_millis(200));
+        if node.0.try_wait().unwrap().is_none() {
+            return (node, port);
+        }
+    }
+    panic!("conifer run did not start");
 }
 
 /// Reads until the server closes the connection (or `limit` passes);
@@ -58,8 +70,7 @@ fn read_until_closed(s: &mut TcpStream, limit: Duration) -> (String, bool) {
 #[test]
 fn half_sent_requests_time_out_and_huge_bodies_are_refused_before_they_arrive() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _node = start_with_config(dir.path(), port, "[client]\nheader_read_timeout_secs = 1\n");
+    let (_node, port) = start_with_config(dir.path(), "[client]\nheader_read_timeout_secs = 1\n");
 
     // A request head that never ends is cut off after the timeout.
     let mut slow = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -98,8 +109,7 @@ fn half_sent_requests_time_out_and_huge_bodies_are_refused_before_they_arrive() 
 #[test]
 fn one_address_may_hold_only_so_many_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
-    let _node = start_with_config(dir.path(), port, "[client]\nmax_connections_per_ip = 4\n");
+    let (_node, port) = start_with_config(dir.path(), "[client]\nmax_connections_per_ip = 4\n");
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();

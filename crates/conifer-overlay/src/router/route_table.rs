@@ -499,7 +499,7 @@ mod tests {
         };
         let key_of = |n: u64| {
             let mut k = [0u8; 32];
-            if n % 4 == 0 {
+            if n.is_multiple_of(4) {
                 k[0] = (n >> 4) as u8 % 3; // few distinct prefixes
                 k[31] = (n >> 8) as u8 % 40;
             } else {

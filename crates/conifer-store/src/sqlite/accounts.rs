@@ -1,7 +1,7 @@
 //! Users, devices, tokens, filters.
 
 use super::{cached_exec, cached_row, json_col, optional, SqliteStore};
-use crate::{AccountStore, DeviceRecord, Result, StoreError, UserRecord};
+use crate::{AccountStore, Audience, DeviceRecord, Result, StoreError, UserRecord};
 use rusqlite::{params, Row};
 use serde_json::Value;
 
@@ -242,7 +242,7 @@ impl AccountStore for SqliteStore {
                     [&u, &d],
                 )?;
             }
-            let p = pos.next();
+            let p = pos.next(Audience::SharingWith(u.clone()));
             cached_exec(
                 c,
                 "INSERT INTO key_changes(user_id, stream_pos) VALUES (?1, ?2)

@@ -1,7 +1,7 @@
 //! Invites to rooms this server is not in.
 
 use super::{cached_exec, cached_row, json_col, optional, SqliteStore};
-use crate::{InviteStore, RemoteInvite, Result};
+use crate::{Audience, InviteStore, RemoteInvite, Result};
 use rusqlite::{params, Row};
 
 const COLUMNS: &str =
@@ -54,7 +54,7 @@ pub(crate) fn delete(c: &rusqlite::Connection, room_id: &str, user_id: &str) -> 
 impl InviteStore for SqliteStore {
     fn put_remote_invite(&self, invite: RemoteInvite) -> Result<u64> {
         self.write(move |c, pos| {
-            let p = pos.next();
+            let p = pos.next(Audience::User(invite.user_id.clone()));
             cached_exec(c,
                 &format!("INSERT OR REPLACE INTO remote_invites({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'invite')"),
                 params![
@@ -93,7 +93,7 @@ impl InviteStore for SqliteStore {
             if pending == 0 {
                 return Ok(None);
             }
-            let p = pos.next();
+            let p = pos.next(Audience::User(u.clone()));
             cached_exec(c,
                 "UPDATE remote_invites SET membership = 'leave', event_id = ?3, json = ?4, stream_pos = ?5
                  WHERE room_id = ?1 AND user_id = ?2",

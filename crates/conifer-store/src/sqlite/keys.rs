@@ -1,7 +1,7 @@
 //! End-to-end encryption keys and room-key backups.
 
 use super::{cached_exec, cached_row, json_col, optional, placeholders, SqliteStore};
-use crate::{BackupVersion, KeyStore, Result};
+use crate::{Audience, BackupVersion, KeyStore, Result};
 use rusqlite::{params, params_from_iter};
 use serde_json::Value;
 use std::collections::HashMap;
@@ -165,7 +165,7 @@ impl KeyStore for SqliteStore {
     fn mark_keys_changed(&self, user_id: &str) -> Result<u64> {
         let u = user_id.to_owned();
         self.write(move |c, pos| {
-            let p = pos.next();
+            let p = pos.next(Audience::SharingWith(u.clone()));
             cached_exec(
                 c,
                 "INSERT INTO key_changes(user_id, stream_pos) VALUES (?1, ?2)

@@ -14,7 +14,7 @@ mod outbox;
 mod rooms;
 mod streams;
 
-use crate::{Result, StoreError};
+use crate::{Audience, Result, StoreError};
 use rusqlite::{Connection, OpenFlags};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,13 +29,25 @@ const MAX_GROUP_COMMIT: usize = 256;
 const READ_POOL_SIZE: usize = 4;
 
 type Reply = Box<dyn FnOnce(Option<String>) + Send>;
-type Job = Box<dyn FnOnce(&Connection, &AtomicU64) -> Reply + Send>;
+type Job = Box<dyn FnOnce(&Connection, &AtomicU64, &mut Vec<(u64, Audience)>) -> Reply + Send>;
+
+/// Entries kept in the change log (a long-poll further behind recomputes).
+const CHANGE_LOG_LEN: usize = 16_384;
+
+/// The audiences of recently committed positions, oldest first, and the
+/// highest position ever trimmed from the front.
+#[derive(Default)]
+pub(crate) struct ChangeLog {
+    entries: std::collections::VecDeque<(u64, Audience)>,
+    trimmed_to: u64,
+}
 
 pub struct SqliteStore {
     path: PathBuf,
     jobs: Mutex<mpsc::Sender<Job>>,
     readers: Mutex<Vec<Connection>>,
     committed: tokio::sync::watch::Sender<u64>,
+    changes: Arc<Mutex<ChangeLog>>,
 }
 
 impl SqliteStore {
@@ -47,15 +59,22 @@ impl SqliteStore {
         let (committed, _) = tokio::sync::watch::channel(start);
         let (tx, rx) = mpsc::channel::<Job>();
         let notify = committed.clone();
+        // Positions up to `start` were written by an earlier process.
+        let changes = Arc::new(Mutex::new(ChangeLog {
+            entries: Default::default(),
+            trimmed_to: start,
+        }));
+        let log = changes.clone();
         std::thread::Builder::new()
             .name("conifer-db-writer".into())
-            .spawn(move || writer_loop(conn, rx, AtomicU64::new(start), notify))
+            .spawn(move || writer_loop(conn, rx, AtomicU64::new(start), notify, log))
             .map_err(|e| StoreError::Corrupt(format!("cannot start writer thread: {e}")))?;
         Ok(Arc::new(Self {
             path: path.to_owned(),
             jobs: Mutex::new(tx),
             readers: Mutex::new(Vec::new()),
             committed,
+            changes,
         }))
     }
 
@@ -66,8 +85,16 @@ impl SqliteStore {
         F: FnOnce(&Connection, &Positions) -> Result<R> + Send + 'static,
     {
         let (reply_tx, reply_rx) = mpsc::sync_channel::<Result<R>>(1);
-        let job: Job = Box::new(move |conn, counter| {
-            let outcome = run_in_savepoint(conn, |c| f(c, &Positions(counter)));
+        let job: Job = Box::new(move |conn, counter, audiences| {
+            let positions = Positions {
+                counter,
+                taken: std::cell::RefCell::new(Vec::new()),
+            };
+            let outcome = run_in_savepoint(conn, |c| f(c, &positions));
+            // A write that rolled back to its savepoint changed nothing.
+            if outcome.is_ok() {
+                audiences.extend(positions.taken.into_inner());
+            }
             Box::new(move |commit_error| {
                 let outcome = match commit_error {
                     Some(e) => Err(StoreError::Corrupt(format!("commit failed: {e}"))),
@@ -102,6 +129,15 @@ impl SqliteStore {
     pub(crate) fn committed(&self) -> &tokio::sync::watch::Sender<u64> {
         &self.committed
     }
+
+    pub(crate) fn changes_after(&self, after: u64) -> Option<Vec<(u64, Audience)>> {
+        let log = self.changes.lock().unwrap_or_else(|e| e.into_inner());
+        if after < log.trimmed_to {
+            return None;
+        }
+        let start = log.entries.partition_point(|(p, _)| *p <= after);
+        Some(log.entries.range(start..).cloned().collect())
+    }
 }
 
 impl crate::Housekeeping for SqliteStore {
@@ -128,12 +164,22 @@ fn release_connection_memory(conn: &Connection) {
     }
 }
 
-/// Hands out stream positions inside a write.
-pub(crate) struct Positions<'a>(&'a AtomicU64);
+/// Hands out stream positions inside a write, each with who it concerns.
+pub(crate) struct Positions<'a> {
+    counter: &'a AtomicU64,
+    taken: std::cell::RefCell<Vec<(u64, Audience)>>,
+}
 
 impl Positions<'_> {
-    pub(crate) fn next(&self) -> u64 {
-        self.0.fetch_add(1, Ordering::SeqCst) + 1
+    pub(crate) fn next(&self, audience: Audience) -> u64 {
+        let p = self.counter.fetch_add(1, Ordering::SeqCst) + 1;
+        self.taken.borrow_mut().push((p, audience));
+        p
+    }
+
+    /// One more audience for a position this write took.
+    pub(crate) fn also(&self, p: u64, audience: Audience) {
+        self.taken.borrow_mut().push((p, audience));
     }
 }
 
@@ -152,6 +198,7 @@ fn writer_loop(
     rx: mpsc::Receiver<Job>,
     counter: AtomicU64,
     notify: tokio::sync::watch::Sender<u64>,
+    log: Arc<Mutex<ChangeLog>>,
 ) {
     while let Ok(first) = rx.recv() {
         let mut batch = vec![first];
@@ -163,8 +210,9 @@ fn writer_loop(
         }
         let begin = conn.execute_batch("BEGIN IMMEDIATE");
         let mut replies = Vec::with_capacity(batch.len());
+        let mut audiences = Vec::new();
         for job in batch {
-            replies.push(job(&conn, &counter));
+            replies.push(job(&conn, &counter, &mut audiences));
         }
         let commit = begin.and_then(|_| conn.execute_batch("COMMIT"));
         let error = commit.err().map(|e| {
@@ -173,6 +221,17 @@ fn writer_loop(
             e.to_string()
         });
         if error.is_none() {
+            // The log first: whoever sees the new position finds its audiences.
+            {
+                let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
+                audiences.sort_by_key(|(p, _)| *p);
+                log.entries.extend(audiences);
+                while log.entries.len() > CHANGE_LOG_LEN {
+                    if let Some((p, _)) = log.entries.pop_front() {
+                        log.trimmed_to = log.trimmed_to.max(p);
+                    }
+                }
+            }
             notify.send_replace(counter.load(Ordering::SeqCst));
         }
         for reply in replies {

@@ -4,7 +4,7 @@ use super::{
     cached_exec, cached_row, optional, placeholders, Positions, SqliteStore, SNAPSHOT_EVERY,
 };
 use crate::{
-    AliasRecord, ForkState, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent,
+    AliasRecord, Audience, ForkState, MembershipRecord, NewEvent, OutlierEvent, PersistedEvent,
     RelationFilter, Result, RoomRecord, RoomStore, StateIds, StateList, StoreError, StoredEvent,
 };
 use rusqlite::{params, params_from_iter, Connection, Row};
@@ -223,7 +223,12 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
         [room],
         |r| r.get(0),
     )?;
-    let stream_pos = pos.next();
+    let stream_pos = pos.next(Audience::Room(ev.room_id.clone()));
+    // A membership event also concerns its target, who may not be in the
+    // room (an invite, a knock answered, a ban).
+    if let (Some(_), Some(target)) = (&ev.membership, &ev.state_key) {
+        pos.also(stream_pos, Audience::User(target.clone()));
+    }
     // A message on the current state has its state group already: one write.
     let inserted_group = match (&ev.fork, &ev.state_key) {
         (None, None) => current.unwrap_or(0),

@@ -1,7 +1,7 @@
 //! Account data, receipts, to-device messages, notification counts, presence.
 
 use super::{cached_exec, cached_row, json_col, optional, placeholders, SqliteStore};
-use crate::{PresenceRecord, ReceiptRecord, Result, StreamStore, ToDeviceRecord};
+use crate::{Audience, PresenceRecord, ReceiptRecord, Result, StreamStore, ToDeviceRecord};
 use rusqlite::{params, params_from_iter};
 use serde_json::Value;
 
@@ -23,6 +23,10 @@ impl StreamStore for SqliteStore {
         self.committed().subscribe()
     }
 
+    fn changes_since(&self, after: u64) -> Option<Vec<(u64, Audience)>> {
+        self.changes_after(after)
+    }
+
     fn put_account_data(
         &self,
         user_id: &str,
@@ -37,7 +41,7 @@ impl StreamStore for SqliteStore {
             content.to_string(),
         );
         self.write(move |c, pos| {
-            let p = pos.next();
+            let p = pos.next(Audience::User(u.clone()));
             cached_exec(c,
                 "INSERT INTO account_data(user_id, room_id, type, content, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user_id, room_id, type) DO UPDATE SET content = excluded.content, stream_pos = excluded.stream_pos",
@@ -83,7 +87,7 @@ impl StreamStore for SqliteStore {
 
     fn put_receipt(&self, receipt: ReceiptRecord) -> Result<u64> {
         self.write(move |c, pos| {
-            let p = pos.next();
+            let p = pos.next(Audience::Room(receipt.room_id.clone()));
             cached_exec(c,
                 "INSERT INTO receipts(room_id, user_id, receipt_type, thread_id, event_id, event_pos, ts, stream_pos)
                  VALUES (?1, ?2, ?3, ?4, ?5, (SELECT stream_pos FROM events WHERE event_id = ?5), ?6, ?7)
@@ -150,7 +154,13 @@ impl StreamStore for SqliteStore {
 
     fn queue_to_device(&self, messages: Vec<ToDeviceRecord>) -> Result<u64> {
         self.write(move |c, pos| {
-            let p = pos.next();
+            let Some(first) = messages.first() else {
+                return Ok(0);
+            };
+            let p = pos.next(Audience::Device(first.user_id.clone(), first.device_id.clone()));
+            for m in &messages[1..] {
+                pos.also(p, Audience::Device(m.user_id.clone(), m.device_id.clone()));
+            }
             let mut st =
                 c.prepare_cached("INSERT INTO to_device(user_id, device_id, stream_pos, json) VALUES (?1, ?2, ?3, ?4)")?;
             for m in &messages {
@@ -230,7 +240,7 @@ impl StreamStore for SqliteStore {
             status_msg.map(str::to_owned),
         );
         self.write(move |c, pos| {
-            let sp = pos.next();
+            let sp = pos.next(Audience::SharingWith(u.clone()));
             cached_exec(c,
                 "INSERT INTO presence(user_id, presence, status_msg, last_active_ts, stream_pos) VALUES (?1, ?2, ?3, ?4, ?5)
                  ON CONFLICT(user_id) DO UPDATE SET presence = excluded.presence, status_msg = excluded.status_msg,
