@@ -20,6 +20,7 @@ mod ratelimit;
 mod rooms;
 mod sync;
 mod typing;
+mod user_directory;
 mod visibility;
 
 pub use config::{Config, FederationConfig, OverlayConfig};

@@ -88,8 +88,6 @@ pub trait AccountStore: Send + Sync {
     fn deactivate_user(&self, user_id: &str) -> Result<()>;
     fn set_displayname(&self, user_id: &str, name: Option<&str>) -> Result<()>;
     fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> Result<()>;
-    /// Local users whose ID or display name contains `term` (case-insensitive).
-    fn search_users(&self, term: &str, limit: usize) -> Result<Vec<UserRecord>>;
 
     /// Creates (or re-uses) a device and binds a fresh access token to it.
     fn create_device(
@@ -265,6 +263,9 @@ pub trait RoomStore: Send + Sync {
         state_key: &str,
         max_depth: i64,
     ) -> Result<Option<StoredEvent>>;
+    /// Every room this server has, with the state group of its current
+    /// state (`None` for a room being created).
+    fn rooms_with_state(&self) -> Result<Vec<(String, Option<i64>)>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
 }

@@ -290,22 +290,31 @@ pub(crate) fn public_rooms(
     Ok(Json(out))
 }
 
-async fn search_users(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
+async fn search_users(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     let term = body
         .get("search_term")
         .and_then(Value::as_str)
         .ok_or_else(|| MatrixError::missing_param("search_term"))?;
-    let limit = body
-        .get("limit")
-        .and_then(Value::as_u64)
-        .unwrap_or(10)
-        .clamp(1, 100) as usize;
-    let found = hs.store.search_users(term, limit + 1)?;
-    let limited = found.len() > limit;
+    let limit = match body.get("limit") {
+        None => 10,
+        Some(l) => l
+            .as_u64()
+            .ok_or_else(|| MatrixError::bad_json("limit must be a non-negative integer"))?
+            .clamp(1, 100) as usize,
+    };
+    let (found, limited) = hs.search_user_directory(&auth.user_id, term, limit)?;
     let results: Vec<Value> = found
         .into_iter()
-        .take(limit)
-        .map(|u| json!({ "user_id": u.user_id, "display_name": u.displayname, "avatar_url": u.avatar_url }))
+        .map(|u| {
+            let mut r = json!({ "user_id": u.user_id });
+            if let Some(n) = u.display_name {
+                r["display_name"] = json!(n);
+            }
+            if let Some(a) = u.avatar_url {
+                r["avatar_url"] = json!(a);
+            }
+            r
+        })
         .collect();
     Ok(Json(json!({ "results": results, "limited": limited })))
 }

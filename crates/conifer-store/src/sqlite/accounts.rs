@@ -112,19 +112,6 @@ impl AccountStore for SqliteStore {
         })
     }
 
-    fn search_users(&self, term: &str, limit: usize) -> Result<Vec<UserRecord>> {
-        let pattern = format!("%{}%", super::rooms::like_escape(&term.to_lowercase()));
-        self.read(|c| {
-            let mut st = c.prepare(&format!(
-                "SELECT {USER_COLS} FROM users WHERE deactivated = 0 AND
-                 (lower(user_id) LIKE ?1 ESCAPE '\\' OR lower(coalesce(displayname, '')) LIKE ?1 ESCAPE '\\')
-                 ORDER BY user_id LIMIT ?2"
-            ))?;
-            let rows = st.query_map(params![pattern, limit as i64], user_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
     fn create_device(
         &self,
         user_id: &str,

@@ -873,6 +873,14 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn rooms_with_state(&self) -> Result<Vec<(String, Option<i64>)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached("SELECT room_id, state_group FROM rooms")?;
+            let rows = st.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
