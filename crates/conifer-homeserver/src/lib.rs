@@ -7,6 +7,7 @@
 
 pub mod client;
 pub mod config;
+mod device_lists;
 pub mod error;
 mod event_cache;
 mod extract;

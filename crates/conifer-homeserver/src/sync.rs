@@ -279,8 +279,6 @@ fn compute(
     let mut invite = Map::new();
     let mut leave = Map::new();
     let mut knock = Map::new();
-    let mut changed_users: BTreeSet<String> = BTreeSet::new();
-    let mut left_users: BTreeSet<String> = BTreeSet::new();
 
     let active = active_rooms(hs, auth, &memberships, &w)?;
     for m in &memberships {
@@ -294,22 +292,8 @@ fn compute(
                 if !full && !active.contains(&m.room_id) {
                     continue;
                 }
-                if let Some(entry) = joined_room(
-                    hs,
-                    auth,
-                    &m.room_id,
-                    &w,
-                    full,
-                    filter,
-                    &mut changed_users,
-                    &mut left_users,
-                )? {
+                if let Some(entry) = joined_room(hs, auth, &m.room_id, &w, full, filter)? {
                     join.insert(m.room_id.clone(), entry);
-                }
-                if !w.initial && m.stream_pos > w.from {
-                    for (member, _) in hs.store.room_members(&m.room_id, Some("join"))? {
-                        changed_users.insert(member);
-                    }
                 }
             }
             "invite" if is_new => {
@@ -327,11 +311,6 @@ fn compute(
                 let (timeline, state) =
                     timeline_and_state(hs, auth, &m.room_id, from, &lw, true, filter)?;
                 leave.insert(m.room_id.clone(), json!({ "timeline": timeline, "state": { "events": state }, "account_data": { "events": [] } }));
-                if !w.initial {
-                    for (member, _) in hs.store.room_members(&m.room_id, Some("join"))? {
-                        left_users.insert(member);
-                    }
-                }
             }
             _ => {}
         }
@@ -367,19 +346,8 @@ fn compute(
     let mut device_lists = json!({ "changed": [], "left": [] });
     let sharing = hs.store.users_sharing_rooms(user)?;
     if !w.initial {
-        changed_users.extend(hs.store.keys_changed(&sharing, w.from, w.to)?);
-        if hs
-            .store
-            .keys_changed(&[user.to_owned()], w.from, w.to)?
-            .len()
-            == 1
-        {
-            changed_users.insert(user.to_owned());
-        }
-        let sharing_set: BTreeSet<&String> = sharing.iter().collect();
-        left_users.retain(|u| !sharing_set.contains(u) && u != user);
-        changed_users.retain(|u| sharing_set.contains(u) || u == user);
-        device_lists = json!({ "changed": changed_users, "left": left_users });
+        let (changed, left) = hs.device_list_delta(user, w.from, w.to)?;
+        device_lists = json!({ "changed": changed, "left": left });
     }
 
     let mut account_data = Vec::new();
@@ -486,7 +454,6 @@ fn active_rooms(
     Ok(active)
 }
 
-#[allow(clippy::too_many_arguments)]
 fn joined_room(
     hs: &Homeserver,
     auth: &Auth,
@@ -494,37 +461,12 @@ fn joined_room(
     w: &Window,
     full: bool,
     filter: &SyncFilter,
-    changed_users: &mut BTreeSet<String>,
-    left_users: &mut BTreeSet<String>,
 ) -> ApiResult<Option<Value>> {
     let user = auth.user_id.as_str();
     // A full room (initial sync, new join, full_state) shows the latest events
     // with all state before them; otherwise only what happened since `from`.
     let from = if full { None } else { Some(w.from) };
     let (timeline, state) = timeline_and_state(hs, auth, room_id, from, w, full, filter)?;
-
-    // Membership changes in the window feed the device-list tracking.
-    if !w.initial {
-        for e in timeline["events"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .chain(state.iter())
-        {
-            if e["type"] == "m.room.member" {
-                let target = e["state_key"].as_str().unwrap_or("").to_owned();
-                match e["content"]["membership"].as_str() {
-                    Some("join") => {
-                        changed_users.insert(target);
-                    }
-                    Some("leave") | Some("ban") => {
-                        left_users.insert(target);
-                    }
-                    _ => {}
-                }
-            }
-        }
-    }
 
     let mut ephemeral = Vec::new();
     if let Some(users) = hs

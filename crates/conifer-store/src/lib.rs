@@ -266,6 +266,15 @@ pub trait RoomStore: Send + Sync {
     /// Every room this server has, with the state group of its current
     /// state (`None` for a room being created).
     fn rooms_with_state(&self) -> Result<Vec<(String, Option<i64>)>>;
+    /// Membership changes in the given rooms' timelines with a stream
+    /// position in `(from, to]`: `(room, target user, membership)`, oldest
+    /// first.
+    fn membership_changes(
+        &self,
+        room_ids: &[String],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(String, String, String)>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
 }

@@ -181,6 +181,9 @@ fn new_session(
     let token = format!("cnf_{}", random_token(40));
     hs.store
         .create_device(user_id, &device_id, name.as_deref(), &token, now_ms())?;
+    // A new device is a device-list change for everyone sharing a room,
+    // even before it uploads keys.
+    hs.device_list_changed(user_id, Some(&device_id), false)?;
     Ok((device_id, token))
 }
 

@@ -252,9 +252,8 @@ async fn changes(hs: Hs, auth: Auth, Query(q): Query<ChangesQuery>) -> Resp {
     let to = parse_token(&q.to)
         .ok_or_else(|| MatrixError::invalid_param("invalid to token"))?
         .0;
-    let sharing = hs.store.users_sharing_rooms(&auth.user_id)?;
-    let changed = hs.store.keys_changed(&sharing, from, to)?;
-    Ok(Json(json!({ "changed": changed, "left": [] })))
+    let (changed, left) = hs.device_list_delta(&auth.user_id, from, to)?;
+    Ok(Json(json!({ "changed": changed, "left": left })))
 }
 
 async fn device_signing_upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {

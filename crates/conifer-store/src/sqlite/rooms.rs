@@ -881,6 +881,36 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn membership_changes(
+        &self,
+        room_ids: &[String],
+        from: u64,
+        to: u64,
+    ) -> Result<Vec<(String, String, String)>> {
+        if room_ids.is_empty() || from >= to {
+            return Ok(Vec::new());
+        }
+        self.read(|c| {
+            let mut out = Vec::new();
+            let mut st = c.prepare_cached(
+                "SELECT e.state_key, json_extract(e.json, '$.content.membership') FROM events e
+                 JOIN rooms r ON r.nid = e.room_nid
+                 WHERE r.room_id = ?1 AND e.stream_pos > ?2 AND e.stream_pos <= ?3
+                   AND e.type = 'm.room.member' ORDER BY e.stream_pos",
+            )?;
+            for room in room_ids {
+                let rows = st.query_map(params![room, from as i64, to as i64], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, Option<String>>(1)?))
+                })?;
+                for row in rows {
+                    let (target, membership) = row?;
+                    out.push((room.clone(), target, membership.unwrap_or_default()));
+                }
+            }
+            Ok(out)
+        })
+    }
+
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
