@@ -9,7 +9,7 @@
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
 use crate::extract::{Auth, Json as Body};
-use crate::push::{ruleset, save};
+use crate::push::{ruleset, ruleset_json, ruleset_value, save};
 use crate::Homeserver;
 use axum::extract::{Path, Query};
 use axum::routing::get;
@@ -85,21 +85,7 @@ fn lookup<'r>(rules: &'r Ruleset, k: &str, id: &str) -> ApiResult<AnyPushRuleRef
 }
 
 async fn all(hs: Hs, auth: Auth) -> Resp {
-    Ok(Json(
-        json!({ "global": ruleset_value(&ruleset(&hs, &user(&auth)?)) }),
-    ))
-}
-
-/// The rule set with every kind present, even when a kind has no rules
-/// (Ruma leaves empty kinds out).
-fn ruleset_value(rules: &Ruleset) -> Value {
-    let mut v = serde_json::to_value(rules).unwrap_or_else(|_| json!({}));
-    if let Some(obj) = v.as_object_mut() {
-        for k in ["override", "content", "room", "sender", "underride"] {
-            obj.entry(k).or_insert_with(|| json!([]));
-        }
-    }
-    v
+    Ok(Json(ruleset_json(&hs, &user(&auth)?)))
 }
 
 async fn global(hs: Hs, auth: Auth) -> Resp {
