@@ -376,3 +376,36 @@ async fn inhibit_login_registers_without_a_token_or_device() {
     assert_eq!(devices.len(), 1, "{devices:?}");
     assert_ne!(devices[0]["device_id"], "DANPHONE");
 }
+
+/// Spec: "Homeservers may allow requests that don't require auth by offering
+/// a stage with only the `m.login.dummy` auth type, but they must still give
+/// a 401 response to requests with no auth data." — an account registered
+/// without a password has no password stage to pass; its access token is its
+/// only credential, so it is offered the dummy stage.
+#[tokio::test]
+async fn an_account_without_a_password_is_offered_the_dummy_stage() {
+    let s = TestServer::start().await;
+    let (status, reg) = s
+        .request(
+            "POST",
+            REGISTER,
+            None,
+            Some(json!({ "username": "eve", "auth": { "type": "m.login.dummy" } })),
+        )
+        .await;
+    assert_eq!(status, 200, "{reg}");
+    let token = reg["access_token"].as_str().unwrap();
+    let path = format!(
+        "/_matrix/client/v3/devices/{}",
+        reg["device_id"].as_str().unwrap()
+    );
+    let (status, challenge) = s
+        .request("DELETE", &path, Some(token), Some(json!({})))
+        .await;
+    assert_eq!(status, 401, "{challenge}");
+    assert!(challenge.get("errcode").is_none());
+    assert_eq!(challenge["flows"], json!([{ "stages": ["m.login.dummy"] }]));
+    let body = json!({ "auth": { "type": "m.login.dummy", "session": challenge["session"] } });
+    let (status, body) = s.request("DELETE", &path, Some(token), Some(body)).await;
+    assert_eq!(status, 200, "{body}");
+}
