@@ -93,10 +93,24 @@ impl MatrixError {
         self.extra = Some(extra);
         self
     }
+
+    /// A user-interactive authentication challenge: HTTP 401 whose body is
+    /// only `body` (flows, params, session, completed), with no `errcode` or
+    /// `error`, as the spec's first UIA response shows.
+    pub fn uia_challenge(body: Value) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, UIA_CHALLENGE, "").with_extra(body)
+    }
 }
+
+/// The marker errcode of [`MatrixError::uia_challenge`]: never sent.
+const UIA_CHALLENGE: &str = "";
 
 impl IntoResponse for MatrixError {
     fn into_response(self) -> Response {
+        if self.errcode == UIA_CHALLENGE {
+            let body = self.extra.unwrap_or_else(|| json!({}));
+            return (self.status, axum::Json(body)).into_response();
+        }
         let mut body = json!({ "errcode": self.errcode, "error": self.message });
         if let (Some(Value::Object(extra)), Some(obj)) = (self.extra, body.as_object_mut()) {
             obj.extend(extra);

@@ -35,8 +35,22 @@ pub fn ruleset(hs: &Homeserver, user_id: &UserId) -> Arc<Ruleset> {
     rules
 }
 
+/// `{"global": …}` as `GET /pushrules/` and the `m.push_rules` account data
+/// show it.
 pub fn ruleset_json(hs: &Homeserver, user_id: &UserId) -> Value {
-    json!({ "global": *ruleset(hs, user_id) })
+    json!({ "global": ruleset_value(&ruleset(hs, user_id)) })
+}
+
+/// A rule set with every kind present, even one without rules (Ruma leaves
+/// empty kinds out).
+pub fn ruleset_value(rules: &Ruleset) -> Value {
+    let mut v = serde_json::to_value(rules).unwrap_or_else(|_| json!({}));
+    if let Some(obj) = v.as_object_mut() {
+        for k in ["override", "content", "room", "sender", "underride"] {
+            obj.entry(k).or_insert_with(|| json!([]));
+        }
+    }
+    v
 }
 
 pub fn save(

@@ -78,18 +78,239 @@ struct RegisterQuery {
     kind: Option<String>,
 }
 
-fn uia_challenge(stages: &[&str]) -> MatrixError {
-    MatrixError::new(
-        axum::http::StatusCode::UNAUTHORIZED,
-        "M_FORBIDDEN",
-        "additional authentication required",
-    )
-    .with_extra(json!({
-        "flows": [{ "stages": stages }],
-        "params": {},
-        "session": random_token(24),
-    }))
+/// How long a user-interactive authentication session is remembered after
+/// it starts, finished or not.
+const UIA_SESSION_TTL: Duration = Duration::from_secs(30 * 60);
+/// Most sessions remembered at once; the least recently used leaves first.
+const UIA_SESSION_CAP: usize = 10_000;
+
+/// A user-interactive authentication session: the stages completed so far
+/// for one operation (and, for authenticated endpoints, one user).
+struct UiaSession {
+    /// The homeserver that issued it (its address: several can share a process).
+    server: usize,
+    operation: String,
+    user: Option<String>,
+    completed: Vec<String>,
+    started: Instant,
+    /// What the operation answered once it succeeded (`/register` replays it).
+    result: Option<Value>,
 }
+
+fn uia_sessions() -> &'static Mutex<hashlink::LruCache<String, UiaSession>> {
+    static SESSIONS: OnceLock<Mutex<hashlink::LruCache<String, UiaSession>>> = OnceLock::new();
+    SESSIONS.get_or_init(|| Mutex::new(hashlink::LruCache::new(UIA_SESSION_CAP)))
+}
+
+fn server_key(hs: &Homeserver) -> usize {
+    hs as *const Homeserver as usize
+}
+
+/// What an endpoint asks of user-interactive authentication.
+struct Uia<'a> {
+    /// Each flow is a list of stages to complete in order.
+    flows: &'a [&'a [&'a str]],
+    /// Which request the session is for: a session cannot be carried over to
+    /// another operation.
+    operation: String,
+    /// The authenticated user, for endpoints that need an access token.
+    user: Option<&'a str>,
+}
+
+impl Uia<'_> {
+    /// The live session `id` if it was issued by this server for this
+    /// operation and user.
+    fn session<'s>(
+        &self,
+        hs: &Homeserver,
+        sessions: &'s mut hashlink::LruCache<String, UiaSession>,
+        id: &str,
+    ) -> Option<&'s mut UiaSession> {
+        let live = sessions.get(id).is_some_and(|s| {
+            s.server == server_key(hs)
+                && s.operation == self.operation
+                && s.user.as_deref() == self.user
+                && s.started.elapsed() < UIA_SESSION_TTL
+        });
+        if !live {
+            return None;
+        }
+        sessions.get_mut(id)
+    }
+
+    /// The 401 body: flows, params, session and the stages completed.
+    fn body(&self, session: &str, completed: &[String]) -> Value {
+        let flows: Vec<Value> = self
+            .flows
+            .iter()
+            .map(|stages| json!({ "stages": stages }))
+            .collect();
+        json!({ "flows": flows, "params": {}, "session": session, "completed": completed })
+    }
+
+    fn complete(&self, completed: &[String]) -> bool {
+        self.flows
+            .iter()
+            .any(|f| f.iter().all(|s| completed.iter().any(|c| c == s)))
+    }
+
+    /// Whether `stage` may be attempted next: some flow starts with the
+    /// completed stages, in order, and continues with `stage`.
+    fn may_attempt(&self, completed: &[String], stage: &str) -> bool {
+        self.flows.iter().any(|f| {
+            f.len() > completed.len()
+                && f.iter().zip(completed).all(|(a, b)| a == b)
+                && f[completed.len()] == stage
+        })
+    }
+}
+
+/// The stored answer of a finished session of `uia`, if `auth` names one.
+fn uia_result(hs: &Homeserver, uia: &Uia<'_>, auth: Option<&Value>) -> Option<Value> {
+    let id = auth?.get("session")?.as_str()?;
+    let mut sessions = uia_sessions().lock();
+    uia.session(hs, &mut sessions, id)?.result.clone()
+}
+
+/// Remembers what the operation answered for a finished session.
+fn uia_store_result(hs: &Homeserver, uia: &Uia<'_>, id: &str, result: &Value) {
+    let mut sessions = uia_sessions().lock();
+    if let Some(s) = uia.session(hs, &mut sessions, id) {
+        s.result = Some(result.clone());
+    }
+}
+
+/// Runs one round of user-interactive authentication with the request's
+/// `auth` dict. Answers the session ID once every stage of a flow is
+/// complete; otherwise the 401 to send: a plain challenge (no `errcode`)
+/// while stages remain, or the challenge with `errcode` when an attempted
+/// stage failed.
+async fn user_interactive_auth(
+    hs: &Homeserver,
+    uia: &Uia<'_>,
+    auth: Option<&Value>,
+) -> ApiResult<String> {
+    let auth = match auth {
+        None | Some(Value::Null) => None,
+        Some(Value::Object(a)) => Some(a),
+        Some(_) => return Err(MatrixError::bad_json("auth must be an object")),
+    };
+    let given = match auth.and_then(|a| a.get("session")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(MatrixError::bad_json("auth.session must be a string")),
+    };
+    let stage = match auth.and_then(|a| a.get("type")) {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => Some(s.as_str()),
+        Some(_) => return Err(MatrixError::bad_json("auth.type must be a string")),
+    };
+    // A session this server does not know (never issued, expired, or for
+    // another operation or user) is replaced by a fresh one.
+    let (id, mut completed) = {
+        let mut sessions = uia_sessions().lock();
+        match given.and_then(|g| uia.session(hs, &mut sessions, g).map(|s| (g, s))) {
+            Some((g, s)) => (g.to_owned(), s.completed.clone()),
+            None => (random_token(24), Vec::new()),
+        }
+    };
+    let failure = match stage {
+        // Completed stages are not attempted again.
+        Some(stage) if completed.iter().any(|c| c == stage) => None,
+        Some(stage) if !uia.may_attempt(&completed, stage) => Some(MatrixError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "M_UNRECOGNIZED",
+            format!("{stage} is not the next stage of any flow offered"),
+        )),
+        Some("m.login.dummy") => None,
+        Some("m.login.password") => {
+            check_password_stage(hs, uia.user, auth.expect("a stage comes from auth")).await?
+        }
+        Some(other) => Some(MatrixError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "M_UNRECOGNIZED",
+            format!("unsupported authentication type {other}"),
+        )),
+        None => None,
+    };
+    if let (Some(stage), None) = (stage, &failure) {
+        if !completed.iter().any(|c| c == stage) {
+            completed.push(stage.to_owned());
+        }
+    }
+    {
+        let mut sessions = uia_sessions().lock();
+        match uia.session(hs, &mut sessions, &id) {
+            Some(s) => s.completed = completed.clone(),
+            None => {
+                sessions.insert(
+                    id.clone(),
+                    UiaSession {
+                        server: server_key(hs),
+                        operation: uia.operation.clone(),
+                        user: uia.user.map(str::to_owned),
+                        completed: completed.clone(),
+                        started: Instant::now(),
+                        result: None,
+                    },
+                );
+            }
+        }
+    }
+    if let Some(e) = failure {
+        return Err(e.with_extra(uia.body(&id, &completed)));
+    }
+    if uia.complete(&completed) {
+        return Ok(id);
+    }
+    Err(MatrixError::uia_challenge(uia.body(&id, &completed)))
+}
+
+/// Checks an `m.login.password` stage for `user`: `None` when it passes,
+/// the failure (401 `M_FORBIDDEN`) when the identifier names someone else or
+/// the password is wrong.
+async fn check_password_stage(
+    hs: &Homeserver,
+    user: Option<&str>,
+    auth: &serde_json::Map<String, Value>,
+) -> ApiResult<Option<MatrixError>> {
+    let failed = || {
+        Some(MatrixError::new(
+            axum::http::StatusCode::UNAUTHORIZED,
+            "M_FORBIDDEN",
+            "invalid user name or password",
+        ))
+    };
+    let Some(user) = user else {
+        return Ok(failed());
+    };
+    // Re-authentication is of the logged-in user: an identifier may be left out.
+    let named = match (
+        auth.get("identifier"),
+        auth.get("user").and_then(Value::as_str),
+    ) {
+        (None, None) => user.to_owned(),
+        (identifier, legacy) => match login_user(hs, identifier, legacy) {
+            Ok(u) => u,
+            Err(_) => return Ok(failed()),
+        },
+    };
+    if named != user {
+        return Ok(failed());
+    }
+    hs.limits.check(Action::Login, user)?;
+    let Some(password) = auth.get("password").and_then(Value::as_str) else {
+        return Ok(failed());
+    };
+    let ok = match hs.store.user(user)?.and_then(|u| u.password_hash) {
+        Some(h) => password::verify(password.to_owned(), h).await,
+        None => false,
+    };
+    Ok(if ok { None } else { failed() })
+}
+
+/// The only registration flow: one dummy stage.
+const REGISTER_FLOWS: &[&[&str]] = &[&["m.login.dummy"]];
 
 async fn register(hs: Hs, Query(q): Query<RegisterQuery>, Body(body): Body<RegisterBody>) -> Resp {
     if q.kind.as_deref() == Some("guest") {
@@ -100,6 +321,15 @@ async fn register(hs: Hs, Query(q): Query<RegisterQuery>, Body(body): Body<Regis
     if !hs.config.registration.open {
         return Err(MatrixError::forbidden("registration is disabled"));
     }
+    let uia = Uia {
+        flows: REGISTER_FLOWS,
+        operation: "POST /register".into(),
+        user: None,
+    };
+    // A finished session answers as it did the first time.
+    if let Some(result) = uia_result(&hs, &uia, body.auth.as_ref()) {
+        return Ok(Json(result));
+    }
     let localpart = body
         .username
         .clone()
@@ -109,20 +339,7 @@ async fn register(hs: Hs, Query(q): Query<RegisterQuery>, Body(body): Body<Regis
     if hs.store.user(&user_id)?.is_some() {
         return Err(MatrixError::user_in_use("that user name is taken"));
     }
-    match body
-        .auth
-        .as_ref()
-        .and_then(|a| a.get("type"))
-        .and_then(Value::as_str)
-    {
-        Some("m.login.dummy") => {}
-        Some(other) => {
-            return Err(MatrixError::forbidden(format!(
-                "unsupported authentication type {other}"
-            )))
-        }
-        None => return Err(uia_challenge(&["m.login.dummy"])),
-    }
+    let session = user_interactive_auth(&hs, &uia, body.auth.as_ref()).await?;
     hs.limits.check(Action::Registration, "register")?;
     let hash = match body.password {
         Some(p) if !p.is_empty() => Some(
@@ -133,18 +350,19 @@ async fn register(hs: Hs, Query(q): Query<RegisterQuery>, Body(body): Body<Regis
         _ => None,
     };
     create_account(&hs, &user_id, hash.as_deref(), false).await?;
-    if body.inhibit_login {
-        return Ok(Json(json!({ "user_id": user_id })));
-    }
-    let (device_id, token) = new_session(
-        &hs,
-        &user_id,
-        body.device_id,
-        body.initial_device_display_name,
-    )?;
-    Ok(Json(
-        json!({ "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name }),
-    ))
+    let result = if body.inhibit_login {
+        json!({ "user_id": user_id })
+    } else {
+        let (device_id, token) = new_session(
+            &hs,
+            &user_id,
+            body.device_id,
+            body.initial_device_display_name,
+        )?;
+        json!({ "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name })
+    };
+    uia_store_result(&hs, &uia, &session, &result);
+    Ok(Json(result))
 }
 
 async fn create_account(
@@ -332,38 +550,38 @@ async fn whoami(auth: Auth) -> Resp {
     ))
 }
 
-/// User-interactive auth by password for sensitive operations.
-pub(crate) async fn require_password(hs: &Homeserver, auth: &Auth, body: &Value) -> ApiResult<()> {
-    let Some(a) = body.get("auth").filter(|a| a.get("type").is_some()) else {
-        return Err(uia_challenge(&["m.login.password"]));
+/// User-interactive authentication before a sensitive `operation` of the
+/// logged-in user: the password stage, or a dummy stage for an account that
+/// has no password (its access token is then its only credential).
+async fn reauthenticate(
+    hs: &Homeserver,
+    auth: &Auth,
+    body: &Value,
+    operation: &str,
+) -> ApiResult<()> {
+    const PASSWORD: &[&[&str]] = &[&["m.login.password"]];
+    const DUMMY: &[&[&str]] = &[&["m.login.dummy"]];
+    let has_password = hs
+        .store
+        .user(&auth.user_id)?
+        .is_some_and(|u| u.password_hash.is_some());
+    let uia = Uia {
+        flows: if has_password { PASSWORD } else { DUMMY },
+        operation: operation.to_owned(),
+        user: Some(&auth.user_id),
     };
-    if a.get("type").and_then(Value::as_str) != Some("m.login.password") {
-        return Err(uia_challenge(&["m.login.password"]));
-    }
-    let named = login_user(
-        hs,
-        a.get("identifier"),
-        a.get("user").and_then(Value::as_str),
-    )?;
-    let password = a
-        .get("password")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        .to_owned();
-    let stored = hs.store.user(&auth.user_id)?.and_then(|u| u.password_hash);
-    let ok = match stored {
-        Some(h) if named == auth.user_id => password::verify(password, h).await,
-        _ => false,
-    };
-    if !ok {
-        return Err(uia_challenge(&["m.login.password"])
-            .into_code(axum::http::StatusCode::UNAUTHORIZED, "M_FORBIDDEN"));
-    }
+    user_interactive_auth(hs, &uia, body.get("auth")).await?;
     Ok(())
 }
 
+/// User-interactive auth for operations outside this module (uploading a
+/// replacement cross-signing master key).
+pub(crate) async fn require_password(hs: &Homeserver, auth: &Auth, body: &Value) -> ApiResult<()> {
+    reauthenticate(hs, auth, body, "POST /keys/device_signing/upload").await
+}
+
 async fn change_password(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
-    require_password(&hs, &auth, &body).await?;
+    reauthenticate(&hs, &auth, &body, "POST /account/password").await?;
     let new = body
         .get("new_password")
         .and_then(Value::as_str)
@@ -397,7 +615,7 @@ async fn change_password(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
 }
 
 async fn deactivate(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
-    require_password(&hs, &auth, &body).await?;
+    reauthenticate(&hs, &auth, &body, "POST /account/deactivate").await?;
     hs.store.deactivate_user(&auth.user_id)?;
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
@@ -448,7 +666,7 @@ async fn delete_device(
     if hs.store.device(&auth.user_id, &device)?.is_none() {
         return Err(MatrixError::not_found("no such device"));
     }
-    require_password(&hs, &auth, &body).await?;
+    reauthenticate(&hs, &auth, &body, &format!("DELETE /devices/{device}")).await?;
     hs.store.delete_device(&auth.user_id, &device)?;
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({})))
@@ -462,7 +680,7 @@ async fn delete_devices(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
         .iter()
         .filter_map(|d| d.as_str().map(str::to_owned))
         .collect();
-    require_password(&hs, &auth, &body).await?;
+    reauthenticate(&hs, &auth, &body, "POST /delete_devices").await?;
     for d in ids {
         let _ = hs.store.delete_device(&auth.user_id, &d);
     }

@@ -1,15 +1,25 @@
-//! Push rules: reading the rule set and editing user rules.
+//! Push rules: reading the rule set and editing rules, with Ruma's push
+//! types doing the bookkeeping.
+//!
+//! Error codes: an unknown `kind`, a rule ID the spec forbids and a bad
+//! `before`/`after` are wrong parameters (400 `M_INVALID_PARAM`); a body
+//! missing a required key or with a key of the wrong shape is `M_BAD_JSON`;
+//! a rule that does not exist is 404 `M_NOT_FOUND`.
 
 use super::{Hs, Resp};
-use crate::error::MatrixError;
+use crate::error::{ApiResult, MatrixError};
 use crate::extract::{Auth, Json as Body};
-use crate::push::{ruleset, save};
+use crate::push::{ruleset, ruleset_json, ruleset_value, save};
 use crate::Homeserver;
 use axum::extract::{Path, Query};
 use axum::routing::get;
 use axum::{Json, Router};
-use conifer_rooms::ruma::push::{Action, NewPushRule, RuleKind, Ruleset};
-use conifer_rooms::ruma::OwnedUserId;
+use conifer_rooms::ruma::push::{
+    Action, AnyPushRuleRef, ConditionalPushRule, NewConditionalPushRule, NewPatternedPushRule,
+    NewPushRule, NewSimplePushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
+};
+use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::sync::Arc;
@@ -19,6 +29,8 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/pushrules/", get(all))
         .route("/pushrules", get(all))
         .route("/pushrules/global/", get(global))
+        .route("/pushrules/global", get(global))
+        .route("/pushrules/global/:kind/", get(of_kind))
         .route(
             "/pushrules/global/:kind/:id",
             get(get_rule).put(put_rule).delete(delete_rule),
@@ -33,43 +45,62 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         )
 }
 
-fn user(auth: &Auth) -> crate::ApiResult<OwnedUserId> {
+fn user(auth: &Auth) -> ApiResult<OwnedUserId> {
     OwnedUserId::try_from(auth.user_id.as_str())
         .map_err(|_| MatrixError::unknown_internal("bad user ID"))
 }
 
-fn kind(k: &str) -> crate::ApiResult<RuleKind> {
+/// The five kinds the spec names, in path form.
+fn kind(k: &str) -> ApiResult<RuleKind> {
     match k {
         "override" => Ok(RuleKind::Override),
         "underride" => Ok(RuleKind::Underride),
         "sender" => Ok(RuleKind::Sender),
         "room" => Ok(RuleKind::Room),
         "content" => Ok(RuleKind::Content),
-        _ => Err(MatrixError::invalid_param("unknown push rule kind")),
+        _ => Err(MatrixError::invalid_param(format!(
+            "unknown push rule kind {k:?}: expected override, underride, sender, room or content"
+        ))),
     }
 }
 
+fn no_such_rule() -> MatrixError {
+    MatrixError::not_found("no such push rule")
+}
+
+/// One rule as the API shows it.
+fn rule_json(rule: AnyPushRuleRef<'_>) -> Value {
+    let v = match rule {
+        AnyPushRuleRef::Override(r) | AnyPushRuleRef::Underride(r) => serde_json::to_value(r),
+        AnyPushRuleRef::Content(r) => serde_json::to_value(r),
+        AnyPushRuleRef::Room(r) => serde_json::to_value(r),
+        AnyPushRuleRef::Sender(r) => serde_json::to_value(r),
+        _ => Ok(json!({})),
+    };
+    v.unwrap_or_else(|_| json!({}))
+}
+
+fn lookup<'r>(rules: &'r Ruleset, k: &str, id: &str) -> ApiResult<AnyPushRuleRef<'r>> {
+    rules.get(kind(k)?, id).ok_or_else(no_such_rule)
+}
+
 async fn all(hs: Hs, auth: Auth) -> Resp {
-    Ok(Json(json!({ "global": *ruleset(&hs, &user(&auth)?) })))
+    Ok(Json(ruleset_json(&hs, &user(&auth)?)))
 }
 
 async fn global(hs: Hs, auth: Auth) -> Resp {
-    Ok(Json(
-        serde_json::to_value(&*ruleset(&hs, &user(&auth)?)).unwrap_or(json!({})),
-    ))
+    Ok(Json(ruleset_value(&ruleset(&hs, &user(&auth)?))))
 }
 
-fn find(rules: &Ruleset, k: &str, id: &str) -> crate::ApiResult<Value> {
-    let json = serde_json::to_value(rules).unwrap_or(json!({}));
-    json.get(k)
-        .and_then(Value::as_array)
-        .and_then(|list| list.iter().find(|r| r["rule_id"] == id).cloned())
-        .ok_or_else(|| MatrixError::not_found("no such push rule"))
+async fn of_kind(hs: Hs, auth: Auth, Path(k): Path<String>) -> Resp {
+    kind(&k)?;
+    let all = ruleset_value(&ruleset(&hs, &user(&auth)?));
+    Ok(Json(all.get(&k).cloned().unwrap_or_else(|| json!([]))))
 }
 
 async fn get_rule(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
-    kind(&k)?;
-    Ok(Json(find(&ruleset(&hs, &user(&auth)?), &k, &id)?))
+    let rules = ruleset(&hs, &user(&auth)?);
+    Ok(Json(rule_json(lookup(&rules, &k, &id)?)))
 }
 
 #[derive(Deserialize)]
@@ -78,52 +109,157 @@ struct PlaceQuery {
     after: Option<String>,
 }
 
+/// A body key of type `T`: `M_BAD_JSON` if it is missing or has another shape.
+fn body_key<T: DeserializeOwned>(body: &Value, key: &str) -> ApiResult<T> {
+    let v = body
+        .get(key)
+        .ok_or_else(|| MatrixError::bad_json(format!("missing required key {key}")))?;
+    serde_json::from_value(v.clone()).map_err(|e| MatrixError::bad_json(format!("{key}: {e}")))
+}
+
+/// Rule IDs the spec lets a user create.
+fn check_new_rule_id(id: &str) -> ApiResult<()> {
+    if id.is_empty() {
+        return Err(MatrixError::invalid_param("the rule ID is empty"));
+    }
+    if id.starts_with('.') {
+        return Err(MatrixError::invalid_param(
+            "rule IDs starting with a dot are reserved for server-default rules",
+        ));
+    }
+    if id.contains('/') || id.contains('\\') {
+        return Err(MatrixError::invalid_param(
+            "rule IDs may not contain slashes or backslashes",
+        ));
+    }
+    Ok(())
+}
+
+/// The rule a PUT describes, checked against its kind.
+fn new_rule(rk: &RuleKind, id: &str, body: &Value) -> ApiResult<NewPushRule> {
+    let actions: Vec<Action> = body_key(body, "actions")?;
+    let conditions = || -> ApiResult<Vec<PushCondition>> {
+        match body.get("conditions") {
+            None | Some(Value::Null) => Ok(Vec::new()),
+            Some(_) => body_key(body, "conditions"),
+        }
+    };
+    Ok(match rk {
+        RuleKind::Override => NewPushRule::Override(NewConditionalPushRule::new(
+            id.to_owned(),
+            conditions()?,
+            actions,
+        )),
+        RuleKind::Underride => NewPushRule::Underride(NewConditionalPushRule::new(
+            id.to_owned(),
+            conditions()?,
+            actions,
+        )),
+        RuleKind::Content => NewPushRule::Content(NewPatternedPushRule::new(
+            id.to_owned(),
+            body_key(body, "pattern")?,
+            actions,
+        )),
+        RuleKind::Room => {
+            let room = OwnedRoomId::try_from(id).map_err(|_| {
+                MatrixError::invalid_param("the rule ID of a room rule must be a room ID")
+            })?;
+            NewPushRule::Room(NewSimplePushRule::new(room, actions))
+        }
+        RuleKind::Sender => {
+            let sender = OwnedUserId::try_from(id).map_err(|_| {
+                MatrixError::invalid_param("the rule ID of a sender rule must be a user ID")
+            })?;
+            NewPushRule::Sender(NewSimplePushRule::new(sender, actions))
+        }
+        _ => return Err(MatrixError::invalid_param("unknown push rule kind")),
+    })
+}
+
+/// Moves rule `id` of one kind's ordered set next to `before` (just above
+/// it) or, without `before`, just below `after`. The anchors are looked up
+/// before anything moves.
+macro_rules! place {
+    ($set:expr, $id:expr, $after:expr, $before:expr) => {{
+        let set = &mut $set;
+        let anchor = |a: &str| {
+            set.get_index_of(a).ok_or_else(|| {
+                MatrixError::invalid_param(format!("before/after rule not found: {a}"))
+            })
+        };
+        let after = $after.map(anchor).transpose()?;
+        let before = $before.map(anchor).transpose()?;
+        let from = set.get_index_of($id).ok_or_else(no_such_rule)?;
+        if let (Some(a), Some(b)) = (after, before) {
+            if b < a {
+                return Err(MatrixError::invalid_param(
+                    "the before rule is more important than the after rule",
+                ));
+            }
+        }
+        if let Some(b) = before {
+            set.move_index(from, if from < b { b - 1 } else { b });
+        } else if let Some(a) = after {
+            set.move_index(from, if from < a { a } else { a + 1 });
+        }
+    }};
+}
+
+/// Inserts or updates a user rule, placing it as `before`/`after` ask.
+fn insert(
+    rules: &mut Ruleset,
+    rule: NewPushRule,
+    after: Option<&str>,
+    before: Option<&str>,
+) -> ApiResult<()> {
+    let id = rule.rule_id().to_owned();
+    for anchor in [after, before].into_iter().flatten() {
+        if anchor.starts_with('.') {
+            return Err(MatrixError::invalid_param(
+                "a rule cannot be placed relative to a server-default rule",
+            ));
+        }
+        if anchor == id {
+            return Err(MatrixError::invalid_param(
+                "a rule cannot be placed relative to itself",
+            ));
+        }
+    }
+    let rk = rule.kind();
+    match rule {
+        // Ruma puts a new override rule second (after `.m.rule.master`),
+        // which needs a first rule to exist.
+        NewPushRule::Override(r) if rules.override_.is_empty() => {
+            rules.override_.insert(ConditionalPushRule::from(r));
+        }
+        rule => rules
+            .insert(rule, None, None)
+            .map_err(|e| MatrixError::invalid_param(e.to_string()))?,
+    }
+    match rk {
+        RuleKind::Override => place!(rules.override_, id.as_str(), after, before),
+        RuleKind::Underride => place!(rules.underride, id.as_str(), after, before),
+        RuleKind::Content => place!(rules.content, id.as_str(), after, before),
+        RuleKind::Room => place!(rules.room, id.as_str(), after, before),
+        RuleKind::Sender => place!(rules.sender, id.as_str(), after, before),
+        _ => {}
+    }
+    Ok(())
+}
+
 async fn put_rule(
     hs: Hs,
     auth: Auth,
     Path((k, id)): Path<(String, String)>,
     Query(q): Query<PlaceQuery>,
-    Body(mut body): Body<Value>,
+    Body(body): Body<Value>,
 ) -> Resp {
     let rk = kind(&k)?;
-    if id.starts_with('.') {
-        return Err(MatrixError::invalid_param(
-            "rule IDs starting with a dot are reserved",
-        ));
-    }
-    body["rule_id"] = json!(id);
-    if rk == RuleKind::Content && body.get("pattern").is_none() {
-        return Err(MatrixError::missing_param("pattern"));
-    }
-    let new_rule: NewPushRule = match rk {
-        RuleKind::Override => NewPushRule::Override(
-            serde_json::from_value(body).map_err(|e| MatrixError::bad_json(e.to_string()))?,
-        ),
-        RuleKind::Underride => NewPushRule::Underride(
-            serde_json::from_value(body).map_err(|e| MatrixError::bad_json(e.to_string()))?,
-        ),
-        RuleKind::Sender => NewPushRule::Sender(
-            serde_json::from_value(body).map_err(|e| MatrixError::bad_json(e.to_string()))?,
-        ),
-        RuleKind::Room => NewPushRule::Room(
-            serde_json::from_value(body).map_err(|e| MatrixError::bad_json(e.to_string()))?,
-        ),
-        RuleKind::Content => NewPushRule::Content(
-            serde_json::from_value(body).map_err(|e| MatrixError::bad_json(e.to_string()))?,
-        ),
-        _ => return Err(MatrixError::invalid_param("unknown push rule kind")),
-    };
+    check_new_rule_id(&id)?;
+    let rule = new_rule(&rk, &id, &body)?;
     let uid = user(&auth)?;
     let mut rules = (*ruleset(&hs, &uid)).clone();
-    rules
-        .insert(new_rule, q.after.as_deref(), q.before.as_deref())
-        .map_err(|e| {
-            MatrixError::new(
-                axum::http::StatusCode::BAD_REQUEST,
-                "M_BAD_JSON",
-                e.to_string(),
-            )
-        })?;
+    insert(&mut rules, rule, q.after.as_deref(), q.before.as_deref())?;
     save(&hs, &uid, &rules)?;
     Ok(Json(json!({})))
 }
@@ -133,19 +269,20 @@ async fn delete_rule(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) 
     let uid = user(&auth)?;
     let mut rules = (*ruleset(&hs, &uid)).clone();
     rules.remove(rk, &id).map_err(|e| match e {
-        conifer_rooms::ruma::push::RemovePushRuleError::NotFound => {
-            MatrixError::not_found("no such push rule")
+        RemovePushRuleError::ServerDefault => {
+            MatrixError::invalid_param("server-default rules cannot be deleted")
         }
-        e => MatrixError::forbidden(e.to_string()),
+        _ => no_such_rule(),
     })?;
     save(&hs, &uid, &rules)?;
     Ok(Json(json!({})))
 }
 
 async fn get_enabled(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
-    kind(&k)?;
-    let rule = find(&ruleset(&hs, &user(&auth)?), &k, &id)?;
-    Ok(Json(json!({ "enabled": rule["enabled"] })))
+    let rules = ruleset(&hs, &user(&auth)?);
+    Ok(Json(
+        json!({ "enabled": lookup(&rules, &k, &id)?.enabled() }),
+    ))
 }
 
 async fn put_enabled(
@@ -155,23 +292,21 @@ async fn put_enabled(
     Body(body): Body<Value>,
 ) -> Resp {
     let rk = kind(&k)?;
-    let enabled = body
-        .get("enabled")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| MatrixError::missing_param("enabled"))?;
+    let enabled: bool = body_key(&body, "enabled")?;
     let uid = user(&auth)?;
     let mut rules = (*ruleset(&hs, &uid)).clone();
     rules
         .set_enabled(rk, &id, enabled)
-        .map_err(|_| MatrixError::not_found("no such push rule"))?;
+        .map_err(|_| no_such_rule())?;
     save(&hs, &uid, &rules)?;
     Ok(Json(json!({})))
 }
 
 async fn get_actions(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
-    kind(&k)?;
-    let rule = find(&ruleset(&hs, &user(&auth)?), &k, &id)?;
-    Ok(Json(json!({ "actions": rule["actions"] })))
+    let rules = ruleset(&hs, &user(&auth)?);
+    Ok(Json(
+        json!({ "actions": lookup(&rules, &k, &id)?.actions() }),
+    ))
 }
 
 async fn put_actions(
@@ -181,17 +316,12 @@ async fn put_actions(
     Body(body): Body<Value>,
 ) -> Resp {
     let rk = kind(&k)?;
-    let actions: Vec<Action> = serde_json::from_value(
-        body.get("actions")
-            .cloned()
-            .ok_or_else(|| MatrixError::missing_param("actions"))?,
-    )
-    .map_err(|e| MatrixError::bad_json(e.to_string()))?;
+    let actions: Vec<Action> = body_key(&body, "actions")?;
     let uid = user(&auth)?;
     let mut rules = (*ruleset(&hs, &uid)).clone();
     rules
         .set_actions(rk, &id, actions)
-        .map_err(|_| MatrixError::not_found("no such push rule"))?;
+        .map_err(|_| no_such_rule())?;
     save(&hs, &uid, &rules)?;
     Ok(Json(json!({})))
 }
