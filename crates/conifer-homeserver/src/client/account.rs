@@ -523,13 +523,19 @@ async fn get_login_token(hs: Hs, auth: Auth) -> Resp {
     ))
 }
 
+/// Deletes a device with its keys, tokens and pending messages, and tells
+/// everyone sharing a room with the user, here and on other servers, that
+/// it is gone. A device already gone is not an error.
+fn remove_device(hs: &Homeserver, user: &str, device: &str) -> ApiResult<()> {
+    match hs.store.delete_device(user, device) {
+        Ok(_) => hs.device_list_changed(user, Some(device), true),
+        Err(conifer_store::StoreError::NotFound) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
 async fn logout(hs: Hs, auth: Auth) -> Resp {
-    hs.store
-        .delete_device(&auth.user_id, &auth.device_id)
-        .or_else(|e| match e {
-            conifer_store::StoreError::NotFound => Ok(0),
-            e => Err(e),
-        })?;
+    remove_device(&hs, &auth.user_id, &auth.device_id)?;
     hs.store.delete_token(&auth.token)?;
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({})))
@@ -537,7 +543,7 @@ async fn logout(hs: Hs, auth: Auth) -> Resp {
 
 async fn logout_all(hs: Hs, auth: Auth) -> Resp {
     for d in hs.store.devices(&auth.user_id)? {
-        let _ = hs.store.delete_device(&auth.user_id, &d.device_id);
+        let _ = remove_device(&hs, &auth.user_id, &d.device_id);
     }
     hs.store.delete_tokens_except(&auth.user_id, None)?;
     hs.forget_tokens(&auth.user_id);
@@ -604,7 +610,7 @@ async fn change_password(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     {
         for d in hs.store.devices(&auth.user_id)? {
             if d.device_id != auth.device_id {
-                let _ = hs.store.delete_device(&auth.user_id, &d.device_id);
+                let _ = remove_device(&hs, &auth.user_id, &d.device_id);
             }
         }
         hs.store
@@ -667,7 +673,7 @@ async fn delete_device(
         return Err(MatrixError::not_found("no such device"));
     }
     reauthenticate(&hs, &auth, &body, &format!("DELETE /devices/{device}")).await?;
-    hs.store.delete_device(&auth.user_id, &device)?;
+    remove_device(&hs, &auth.user_id, &device)?;
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({})))
 }
@@ -682,7 +688,7 @@ async fn delete_devices(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
         .collect();
     reauthenticate(&hs, &auth, &body, "POST /delete_devices").await?;
     for d in ids {
-        let _ = hs.store.delete_device(&auth.user_id, &d);
+        let _ = remove_device(&hs, &auth.user_id, &d);
     }
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({})))
