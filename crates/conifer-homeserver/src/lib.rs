@@ -13,6 +13,7 @@ mod event_cache;
 mod extract;
 pub mod federation;
 mod format;
+mod history;
 mod media;
 pub mod panic_guard;
 mod password;

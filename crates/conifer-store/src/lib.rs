@@ -201,17 +201,6 @@ pub trait RoomStore: Send + Sync {
         backwards: bool,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
-    /// Events of a room outside the timeline (stream position 0: history
-    /// from before this server joined, fetched by `send_join` or backfill)
-    /// with `depth < below`, deepest first; at most `limit`.
-    fn history_below_depth(
-        &self,
-        room_id: &str,
-        below: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>>;
-    /// IDs of the room's stored events at exactly `depth`.
-    fn events_at_depth(&self, room_id: &str, depth: i64) -> Result<Vec<String>>;
     /// Every room whose membership for this user is in the table, with the
     /// membership and the stream position of the membership event.
     fn user_memberships(&self, user_id: &str) -> Result<Vec<MembershipRecord>>;

@@ -611,7 +611,7 @@ async fn messages(
     }
     let start = from.unwrap_or(if backwards { until } else { 0 }).min(until);
     let mut end_by_depth: Option<i64> = None;
-    let events = if backwards {
+    let mut events = if backwards {
         hs.store
             .room_events(&room, to.unwrap_or(0), start, true, limit)?
     } else {
@@ -631,7 +631,14 @@ async fn messages(
             None => None,
         };
         if let Some(e) = edge.filter(|e| backwards && e.value()["type"] != "m.room.create") {
-            end_by_depth = Some(e.depth);
+            // The page goes on into the history from before this server
+            // joined, so that a short local timeline never reads as the
+            // start of the room.
+            let older = hs
+                .older_history_page(&room, e.depth, limit - events.len())
+                .await?;
+            events.extend(older.events);
+            end_by_depth = older.next;
         }
         None
     } else {
@@ -679,22 +686,9 @@ async fn older_history(
     from: Option<String>,
 ) -> Resp {
     visible_until(hs, room, &auth.user_id)?;
-    let mut events = hs.store.history_below_depth(room, below, limit)?;
-    if events.len() < limit && hs.backfill(room, below).await {
-        events = hs.store.history_below_depth(room, below, limit)?;
-    }
-    // Page by whole depths, so events sharing a depth are never split.
-    if events.len() == limit {
-        let last = events.last().map(|e| e.depth).unwrap_or(0);
-        if events.iter().any(|e| e.depth != last) {
-            events.retain(|e| e.depth != last);
-        }
-    }
-    let end = events
-        .last()
-        .filter(|e| e.value()["type"] != "m.room.create")
-        .map(|last| format!("d{}", last.depth));
-    let visible = UserView::new(hs, room, &auth.user_id)?.filter(events)?;
+    let page = hs.older_history_page(room, below, limit).await?;
+    let end = page.next.map(|depth| format!("d{depth}"));
+    let visible = UserView::new(hs, room, &auth.user_id)?.filter(page.events)?;
     let mut out = json!({
         "start": from.unwrap_or_else(|| format!("d{below}")),
         "chunk": visible.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>(),

@@ -174,17 +174,13 @@ impl Homeserver {
 const BACKFILL_LIMIT: usize = 50;
 
 impl Homeserver {
-    /// Fetches the history before the room's events at `depth` from a server
-    /// in the room, keeping what passes the checks outside the timeline
-    /// (where `/messages` reads it by depth). Returns whether anything new came.
-    pub(crate) async fn backfill(&self, room_id: &str, depth: i64) -> bool {
+    /// Asks the other servers in the room for the history before `edge`
+    /// (events this server holds whose predecessors it lacks) and stores
+    /// what checks out, outside the timeline. Whether anything new came.
+    pub(crate) async fn backfill_from(&self, room_id: &str, edge: &[String]) -> bool {
         let Ok(Some(room)) = self.store.room(room_id) else {
             return false;
         };
-        let edge = self
-            .store
-            .events_at_depth(room_id, depth)
-            .unwrap_or_default();
         if edge.is_empty() {
             return false;
         }

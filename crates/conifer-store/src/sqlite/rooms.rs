@@ -660,34 +660,6 @@ impl RoomStore for SqliteStore {
         })
     }
 
-    fn history_below_depth(
-        &self,
-        room_id: &str,
-        below: i64,
-        limit: usize,
-    ) -> Result<Vec<StoredEvent>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(&format!(
-                "SELECT {EVENT_COLS} FROM events e JOIN rooms r ON r.nid = e.room_nid
-                 WHERE r.room_id = ?1 AND e.stream_pos = 0 AND e.depth < ?2
-                 ORDER BY e.depth DESC, e.nid DESC LIMIT ?3"
-            ))?;
-            let rows = st.query_map(params![room_id, below, limit as i64], event_row)?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
-    fn events_at_depth(&self, room_id: &str, depth: i64) -> Result<Vec<String>> {
-        self.read(|c| {
-            let mut st = c.prepare_cached(
-                "SELECT e.event_id FROM events e JOIN rooms r ON r.nid = e.room_nid
-                 WHERE r.room_id = ?1 AND e.depth = ?2",
-            )?;
-            let rows = st.query_map(params![room_id, depth], |r| r.get(0))?;
-            Ok(rows.collect::<rusqlite::Result<_>>()?)
-        })
-    }
-
     fn user_memberships(&self, user_id: &str) -> Result<Vec<MembershipRecord>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
