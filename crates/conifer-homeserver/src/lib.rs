@@ -37,6 +37,11 @@ use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::sync::Arc;
 
+/// `(user, device, room) → (member → membership event ID sent)`.
+type LazyMembersSent = hashlink::LruCache<(String, String, String), HashMap<String, String>>;
+
+/// Device-and-room entries of the lazy-loading memory.
+const LAZY_MEMBER_ROOMS: usize = 20_000;
 /// Most access tokens kept resolved in memory.
 const TOKEN_CACHE_SIZE: usize = 10_000;
 
@@ -62,6 +67,9 @@ pub struct Homeserver {
     pub(crate) typing: typing::Typing,
     pub(crate) limits: ratelimit::Limits,
     pub(crate) media: media::MediaFiles,
+    /// Per `(user, device, room)`: the membership event sent for each
+    /// member under lazy loading (`sync::lazy_members`).
+    pub(crate) lazy_members_sent: Mutex<LazyMembersSent>,
     /// `/sync` responses computed (initial, woken and timed-out alike).
     sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
@@ -164,6 +172,7 @@ impl Homeserver {
             media,
             config,
             sync_computations: Default::default(),
+            lazy_members_sent: Mutex::new(hashlink::LruCache::new(LAZY_MEMBER_ROOMS)),
             _data_lock: data_lock,
         }))
     }

@@ -17,6 +17,7 @@ const TO_DEVICE_LIMIT: usize = 100;
 pub struct SyncFilter {
     pub timeline_limit: usize,
     pub lazy_load_members: bool,
+    pub include_redundant_members: bool,
     pub include_leave: bool,
     pub rooms: Option<Vec<String>>,
     pub not_rooms: Vec<String>,
@@ -32,6 +33,7 @@ impl Default for SyncFilter {
         Self {
             timeline_limit: 10,
             lazy_load_members: false,
+            include_redundant_members: false,
             include_leave: false,
             rooms: None,
             not_rooms: vec![],
@@ -70,6 +72,10 @@ impl SyncFilter {
         }
         s.lazy_load_members = room
             .pointer("/state/lazy_load_members")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        s.include_redundant_members = room
+            .pointer("/state/include_redundant_members")
             .and_then(Value::as_bool)
             .unwrap_or(false);
         s.include_leave = room
@@ -584,6 +590,20 @@ fn timeline_and_state(
         .iter()
         .filter_map(|e| e.value()["sender"].as_str().map(str::to_owned))
         .collect();
+    let mut state_ids = state_ids;
+    if filter.lazy_load_members {
+        lazy_members(
+            hs,
+            auth,
+            room_id,
+            &events,
+            &senders,
+            start_pos,
+            full,
+            filter.include_redundant_members,
+            &mut state_ids,
+        )?;
+    }
     let mut state = Vec::new();
     for id in state_ids {
         let Some(e) = hs.store.event(&id)? else {
@@ -619,6 +639,66 @@ fn timeline_and_state(
         json!({ "events": timeline_events, "limited": limited, "prev_batch": prev_batch }),
         state,
     ))
+}
+
+/// Lazy-loading members: adds to `state_ids` the membership (at the start
+/// of the timeline) of each timeline sender the device has not been sent
+/// yet, and remembers what it was sent. "The server will only return
+/// membership events for users who are 'relevant' to the timeline", and,
+/// unless `include_redundant_members`, not again those it already sent
+/// (Client-Server API, "Lazy-loading room members"). What was sent is kept
+/// in memory per device and room (bounded; after eviction or a restart a
+/// member may be sent again, which clients accept).
+#[allow(clippy::too_many_arguments)]
+fn lazy_members(
+    hs: &Homeserver,
+    auth: &Auth,
+    room_id: &str,
+    events: &[StoredEvent],
+    senders: &BTreeSet<String>,
+    start_pos: u64,
+    full: bool,
+    redundant: bool,
+    state_ids: &mut Vec<String>,
+) -> ApiResult<()> {
+    let key = (
+        auth.user_id.clone(),
+        auth.device_id.clone(),
+        room_id.to_owned(),
+    );
+    let mut sent = {
+        let mut cache = hs.lazy_members_sent.lock();
+        if full {
+            cache.remove(&key);
+        }
+        cache.remove(&key).unwrap_or_default()
+    };
+    let before = state_before_pos(hs, room_id, start_pos)?;
+    let listed: BTreeSet<String> = state_ids.iter().cloned().collect();
+    let mut wanted: Vec<&String> = senders.iter().collect();
+    if full {
+        wanted.push(&auth.user_id);
+    }
+    for user in wanted {
+        let Some(id) = before.get(&("m.room.member".to_owned(), user.clone())) else {
+            continue;
+        };
+        if (redundant || sent.get(user) != Some(id)) && !listed.contains(id) {
+            state_ids.push(id.clone());
+        }
+        sent.insert(user.clone(), id.clone());
+    }
+    // Membership events in the timeline are what the client now knows.
+    for e in events {
+        let v = e.value();
+        if v["type"] == "m.room.member" {
+            if let Some(target) = v["state_key"].as_str() {
+                sent.insert(target.to_owned(), e.event_id.clone());
+            }
+        }
+    }
+    hs.lazy_members_sent.lock().insert(key, sent);
+    Ok(())
 }
 
 /// The room state just before the event at stream position `pos`.

@@ -6,7 +6,7 @@ use crate::error::{ApiResult, MatrixError};
 use crate::extract::{Auth, Json as Body};
 use crate::format::client_event;
 use crate::ratelimit::Action;
-use crate::sync::{parse_token, state_before_pos, SyncFilter};
+use crate::sync::{parse_token, state_before_pos};
 use crate::visibility::{current_visibility, HistoryVisibility, UserView};
 use crate::{now_ms, Homeserver};
 use axum::extract::{Path, Query};
@@ -448,9 +448,9 @@ async fn context(
     let until = visible_until(&hs, &room, &auth.user_id)?;
     let e = visible_event(&hs, &auth, &room, &event, until)?;
     let limit = q.limit.unwrap_or(10).min(100);
-    let filter = parse_filter(&hs, &auth, q.filter.as_deref())?
-        .map(|f| SyncFilter::from_json(&json!({ "room": { "timeline": f } })));
-    let _ = filter;
+    let lazy = parse_filter(&hs, &auth, q.filter.as_deref())?
+        .and_then(|f| f.get("lazy_load_members").and_then(Value::as_bool))
+        .unwrap_or(false);
     let before = hs
         .store
         .room_events(&room, 0, e.stream_pos - 1, true, limit / 2)?;
@@ -468,9 +468,23 @@ async fn context(
         .map(|b| b.stream_pos - 1)
         .unwrap_or(e.stream_pos - 1);
     let end = after.last().map(|a| a.stream_pos).unwrap_or(e.stream_pos);
-    let state_ids = hs.store.state_at_group(e.state_group)?;
+    // "The state of the room at the last event returned."
+    let last = after.last().unwrap_or(&e);
+    let state_ids = hs.store.state_at_group(last.state_group)?;
+    // Lazy loading: "only return membership events for users who are
+    // 'relevant' to the timeline", here the senders in the window; other
+    // state is returned as usual.
+    let senders: BTreeSet<String> = before
+        .iter()
+        .chain(after.iter())
+        .chain(std::iter::once(&e))
+        .filter_map(|x| x.value()["sender"].as_str().map(str::to_owned))
+        .collect();
     let mut state = Vec::new();
-    for id in state_ids.values() {
+    for ((kind, key), id) in &state_ids {
+        if lazy && kind == "m.room.member" && !senders.contains(key) {
+            continue;
+        }
         if let Some(s) = hs.store.event(id)? {
             state.push(format(&hs, &s, &auth));
         }
