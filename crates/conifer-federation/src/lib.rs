@@ -6,6 +6,7 @@
 
 mod backoff;
 mod base64;
+mod inbound;
 mod key_ring;
 mod p2p;
 mod request_auth;
@@ -14,6 +15,9 @@ mod transaction;
 mod transport;
 
 pub use backoff::Backoff;
+pub use inbound::{
+    decode_pdu, parse_transaction, DecodedPdu, InboundTransaction, TransactionError,
+};
 pub use key_ring::{KeyRing, VerifyKey};
 pub use p2p::{p2p_verify_key, P2P_KEY_ID};
 pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix};
