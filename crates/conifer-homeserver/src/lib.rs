@@ -28,6 +28,7 @@ pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
 pub use error::{ApiResult, MatrixError};
 pub use extract::Auth;
+pub use sync::{SyncFilter, SyncFilterParam};
 
 use conifer_rooms::{Pdu, ServerKey};
 use conifer_store::sqlite::SqliteStore;
