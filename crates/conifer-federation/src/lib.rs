@@ -20,7 +20,7 @@ pub use inbound::{
 };
 pub use key_ring::{KeyRing, VerifyKey};
 pub use p2p::{p2p_verify_key, P2P_KEY_ID};
-pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix};
+pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix, MAX_X_MATRIX_LEN};
 pub use server_keys::{notary_sign, server_key_response, verify_server_key_response};
 pub use transaction::{next_transaction, Queued, MAX_EDUS, MAX_PDUS};
 pub use transport::{
