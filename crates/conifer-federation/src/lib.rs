@@ -4,6 +4,8 @@
 //! names carry in themselves, and the transport trait that plain HTTPS and
 //! QUIC-over-overlay implement. Signatures and canonical JSON are Ruma's.
 
+#![forbid(unsafe_code)]
+
 mod backoff;
 mod base64;
 mod inbound;

@@ -5,6 +5,8 @@
 //! Client-Server API as an axum router over it. Embedders start one with
 //! [`Homeserver::open`] and serve the router wherever they like.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod config;
 mod device_lists;
