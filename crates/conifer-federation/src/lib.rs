@@ -4,8 +4,11 @@
 //! names carry in themselves, and the transport trait that plain HTTPS and
 //! QUIC-over-overlay implement. Signatures and canonical JSON are Ruma's.
 
+#![forbid(unsafe_code)]
+
 mod backoff;
 mod base64;
+mod inbound;
 mod key_ring;
 mod p2p;
 mod request_auth;
@@ -14,9 +17,12 @@ mod transaction;
 mod transport;
 
 pub use backoff::Backoff;
+pub use inbound::{
+    decode_pdu, parse_transaction, DecodedPdu, InboundTransaction, TransactionError,
+};
 pub use key_ring::{KeyRing, VerifyKey};
 pub use p2p::{p2p_verify_key, P2P_KEY_ID};
-pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix};
+pub use request_auth::{parse_x_matrix, sign_request, verify_request, XMatrix, MAX_X_MATRIX_LEN};
 pub use server_keys::{notary_sign, server_key_response, verify_server_key_response};
 pub use transaction::{next_transaction, Queued, MAX_EDUS, MAX_PDUS};
 pub use transport::{

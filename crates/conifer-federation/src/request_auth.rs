@@ -66,8 +66,18 @@ pub fn sign_request(
     ))
 }
 
+/// The longest `Authorization` header read: an origin and a destination of
+/// at most 255 bytes, a key ID and an 86-character signature fit many times.
+pub const MAX_X_MATRIX_LEN: usize = 4096;
+
 /// Parses `X-Matrix k=v,k="v",…` (values may be quoted; keys are case-insensitive).
+/// Longer than [`MAX_X_MATRIX_LEN`] is refused before anything is split.
 pub fn parse_x_matrix(header: &str) -> Result<XMatrix, AuthError> {
+    if header.len() > MAX_X_MATRIX_LEN {
+        return Err(AuthError::MalformedHeader(format!(
+            "longer than {MAX_X_MATRIX_LEN} bytes"
+        )));
+    }
     let rest = header
         .strip_prefix("X-Matrix ")
         .ok_or_else(|| AuthError::MalformedHeader("not an X-Matrix authorization".into()))?;

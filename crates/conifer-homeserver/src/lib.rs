@@ -5,6 +5,8 @@
 //! Client-Server API as an axum router over it. Embedders start one with
 //! [`Homeserver::open`] and serve the router wherever they like.
 
+#![forbid(unsafe_code)]
+
 pub mod client;
 pub mod config;
 mod device_lists;
@@ -29,6 +31,7 @@ pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
 pub use error::{ApiResult, MatrixError};
 pub use extract::Auth;
+pub use sync::{SyncFilter, SyncFilterParam};
 
 use conifer_rooms::{Pdu, ServerKey};
 use conifer_store::sqlite::SqliteStore;

@@ -2,7 +2,7 @@
 //! token `s{position}_{typing}`. A long-poll subscribes to both before it
 //! reads, so a write that lands between the read and the wait still wakes it.
 
-use crate::error::ApiResult;
+use crate::error::{ApiResult, MatrixError};
 use crate::format::{client_event, client_event_from_value, stripped_state, without_room_id};
 use crate::{now_ms, push, Auth, Homeserver};
 use conifer_store::{Audience, StoredEvent};
@@ -93,14 +93,14 @@ impl SyncFilter {
         s
     }
 
-    fn wants_room(&self, room_id: &str) -> bool {
+    pub fn wants_room(&self, room_id: &str) -> bool {
         self.rooms
             .as_ref()
             .is_none_or(|r| r.iter().any(|x| x == room_id))
             && !self.not_rooms.iter().any(|x| x == room_id)
     }
 
-    fn wants_timeline(&self, kind: &str) -> bool {
+    pub fn wants_timeline(&self, kind: &str) -> bool {
         self.timeline_types
             .as_ref()
             .is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
@@ -110,10 +110,33 @@ impl SyncFilter {
                 .any(|p| type_matches(p, kind))
     }
 
-    fn wants_state(&self, kind: &str) -> bool {
+    pub fn wants_state(&self, kind: &str) -> bool {
         self.state_types
             .as_ref()
             .is_none_or(|t| t.iter().any(|p| type_matches(p, kind)))
+    }
+}
+
+/// The `filter` query parameter of `/sync`: a filter definition inline (JSON
+/// starting with `{`), or the ID of a stored one.
+#[derive(Debug, Clone)]
+pub enum SyncFilterParam {
+    Inline(SyncFilter),
+    Id(u64),
+}
+
+impl SyncFilterParam {
+    pub fn parse(param: &str) -> Result<Self, MatrixError> {
+        if param.trim_start().starts_with('{') {
+            let v = serde_json::from_str(param)
+                .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
+            Ok(Self::Inline(SyncFilter::from_json(&v)))
+        } else {
+            param
+                .parse()
+                .map(Self::Id)
+                .map_err(|_| MatrixError::invalid_param("invalid filter ID"))
+        }
     }
 }
 

@@ -8,6 +8,8 @@
 //! - [`HttpsTransport`]: the pooled TLS client.
 //! - [`serve_tls`]: the Server-Server API's TLS listener.
 
+#![forbid(unsafe_code)]
+
 mod client;
 mod connect;
 pub mod discovery;

@@ -10,6 +10,8 @@
 //! **Invariant:** this crate holds no routing logic; it moves bytes and time
 //! between the operating system and the router.
 
+#![forbid(unsafe_code)]
+
 mod clock;
 mod multicast;
 mod peering;

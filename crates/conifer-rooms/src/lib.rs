@@ -5,6 +5,8 @@
 //! events, the time) and get back events or verdicts; storage and locking are
 //! the homeserver's business.
 
+#![forbid(unsafe_code)]
+
 mod build;
 mod key;
 mod pdu;

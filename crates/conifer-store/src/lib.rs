@@ -15,6 +15,8 @@
 //! counter. [`StreamStore::subscribe`] reports the highest committed position,
 //! so long-polls wake only after the data they will read is committed.
 
+#![forbid(unsafe_code)]
+
 pub mod sqlite;
 mod types;
 

@@ -3,7 +3,7 @@
 use super::{Hs, Resp};
 use crate::error::MatrixError;
 use crate::extract::Auth;
-use crate::sync::{sync, SyncFilter, SyncRequest};
+use crate::sync::{sync, SyncFilter, SyncFilterParam, SyncRequest};
 use crate::{now_ms, Homeserver};
 use axum::extract::Query;
 use axum::routing::get;
@@ -29,21 +29,16 @@ struct SyncQuery {
 async fn sync_handler(hs: Hs, auth: Auth, Query(q): Query<SyncQuery>) -> Resp {
     let filter = match q.filter.as_deref() {
         None => SyncFilter::default(),
-        Some(f) if f.trim_start().starts_with('{') => {
-            let v = serde_json::from_str(f)
-                .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
-            SyncFilter::from_json(&v)
-        }
-        Some(id) => {
-            let id: u64 = id
-                .parse()
-                .map_err(|_| MatrixError::invalid_param("invalid filter ID"))?;
-            let v = hs
-                .store
-                .filter(&auth.user_id, id)?
-                .ok_or_else(|| MatrixError::not_found("no such filter"))?;
-            SyncFilter::from_json(&v)
-        }
+        Some(f) => match SyncFilterParam::parse(f)? {
+            SyncFilterParam::Inline(filter) => filter,
+            SyncFilterParam::Id(id) => {
+                let v = hs
+                    .store
+                    .filter(&auth.user_id, id)?
+                    .ok_or_else(|| MatrixError::not_found("no such filter"))?;
+                SyncFilter::from_json(&v)
+            }
+        },
     };
     match q.set_presence.as_deref() {
         Some("offline") => {}

@@ -12,13 +12,12 @@ use crate::error::MatrixError;
 use crate::{now_ms, Homeserver};
 use axum::extract::Path;
 use axum::Json;
-use conifer_federation::{MAX_EDUS, MAX_PDUS};
-use conifer_rooms::ruma::canonical_json::{redact, try_from_json_map};
+use conifer_federation::{
+    decode_pdu, parse_transaction, DecodedPdu, InboundTransaction, TransactionError,
+};
 use conifer_rooms::ruma::serde::Base64;
-use conifer_rooms::ruma::signatures::{reference_hash, verify_event, PublicKeyMap, Verified};
-use conifer_rooms::ruma::state_res::check_pdu_format;
-use conifer_rooms::ruma::{CanonicalJsonObject, OwnedEventId};
-use conifer_rooms::{rules_for, Pdu};
+use conifer_rooms::ruma::signatures::PublicKeyMap;
+use conifer_rooms::Pdu;
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -28,34 +27,13 @@ pub async fn send_transaction(
     Path(txn_id): Path<String>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    let body = auth
-        .body
-        .clone()
-        .ok_or_else(|| MatrixError::bad_json("missing transaction body"))?;
-    let pdus = body
-        .get("pdus")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    let edus = body
-        .get("edus")
-        .and_then(Value::as_array)
-        .cloned()
-        .unwrap_or_default();
-    if pdus.len() > MAX_PDUS || edus.len() > MAX_EDUS {
-        return Err(MatrixError::bad_json(
-            "a transaction carries at most 50 PDUs and 100 EDUs",
-        ));
-    }
-    if body
-        .get("origin")
-        .and_then(Value::as_str)
-        .is_some_and(|o| o != auth.origin)
-    {
-        return Err(MatrixError::forbidden(
-            "the transaction's origin does not match its signature",
-        ));
-    }
+    let InboundTransaction { pdus, edus } = parse_transaction(auth.body.as_ref(), &auth.origin)
+        .map_err(|e| match e {
+            TransactionError::WrongOrigin => MatrixError::forbidden(e.to_string()),
+            TransactionError::MissingBody | TransactionError::TooLarge => {
+                MatrixError::bad_json(e.to_string())
+            }
+        })?;
     if !hs.store.record_inbound_txn(&auth.origin, &txn_id)? {
         return Ok(Json(json!({ "pdus": {} }))); // Already processed: idempotent.
     }
@@ -120,63 +98,26 @@ pub(crate) async fn verified_pdu(
     version: &str,
     pdu: Value,
 ) -> Result<(String, Pdu), (String, String)> {
-    let Some((_, rules)) = rules_for(version) else {
-        return Err((
-            "<unsupported room>".into(),
-            format!("unsupported room version {version}"),
-        ));
-    };
-    let Value::Object(map) = pdu else {
-        return Err(("<not an object>".into(), "the PDU is not an object".into()));
-    };
-    let mut object: CanonicalJsonObject = try_from_json_map(map).map_err(|e| {
-        (
-            "<not canonical>".to_owned(),
-            format!("the PDU is not canonical JSON: {e}"),
-        )
-    })?;
-    let id = reference_hash(&object, &rules)
-        .map(|h| format!("${h}"))
-        .map_err(|e| ("<unhashable>".to_owned(), e.to_string()))?;
+    let decoded = decode_pdu(version, pdu)?;
+    let id = decoded.event_id.clone();
     let checked = async {
-        check_pdu_format(&object, &rules.event_format)?;
-        let keys = signing_keys(hs, &object).await?;
-        match verify_event(&keys, &object, &rules).map_err(|e| format!("bad signature: {e}"))? {
-            Verified::All => {}
-            // The content was changed after signing: keep only the redacted form.
-            Verified::Signatures => {
-                object = redact(object, &rules.redaction, None).map_err(|e| e.to_string())?
-            }
-        }
-        let event_id = OwnedEventId::try_from(id.as_str()).map_err(|e| e.to_string())?;
-        let json = serde_json::to_string(&object).map_err(|e| e.to_string())?;
-        Pdu::from_json(event_id, json).map_err(|e| e.to_string())
+        decoded.check_format()?;
+        let keys = signing_keys(hs, &decoded).await?;
+        decoded.verify(&keys)
     }
     .await;
     checked.map(|p| (id.clone(), p)).map_err(|e| (id, e))
 }
 
-/// The verify keys of every server that signed the event.
-async fn signing_keys(
-    hs: &Homeserver,
-    object: &CanonicalJsonObject,
-) -> Result<PublicKeyMap, String> {
+/// The verify keys of every server that signed the event (those that cannot
+/// be had are left out, and their signatures then fail to verify).
+async fn signing_keys(hs: &Homeserver, pdu: &DecodedPdu) -> Result<PublicKeyMap, String> {
     let mut map: PublicKeyMap = BTreeMap::new();
-    let signatures = object
-        .get("signatures")
-        .and_then(|s| s.as_object())
-        .ok_or("the PDU is not signed")?;
-    for (server, sigs) in signatures {
-        for key_id in sigs
-            .as_object()
-            .map(|o| o.keys().cloned().collect::<Vec<_>>())
-            .unwrap_or_default()
-        {
-            if let Ok(key) = hs.verify_key(server, &key_id).await {
-                map.entry(server.clone())
-                    .or_default()
-                    .insert(key_id, Base64::new(key.to_vec()));
-            }
+    for (server, key_id) in pdu.signing_key_ids()? {
+        if let Ok(key) = hs.verify_key(&server, &key_id).await {
+            map.entry(server)
+                .or_default()
+                .insert(key_id, Base64::new(key.to_vec()));
         }
     }
     Ok(map)
