@@ -630,3 +630,48 @@ async fn bad_query_strings_are_json_invalid_param() {
         assert_eq!(body["errcode"], expected, "{path}: {body}");
     }
 }
+
+/// `event_format`: "`client` will return the events in a format suitable
+/// for clients. `federation` will return the raw event as received over
+/// federation. The default is `client`."
+#[tokio::test]
+async fn sync_honours_event_format_federation() {
+    let s = TestServer::start().await;
+    let ann = s.register("ann").await;
+    let room = s.create_room(&ann, json!({})).await;
+    let (_, sent) = s.send_text(&ann, &room, "raw please").await;
+    let filter = json!({ "event_format": "federation" });
+    let (_, sync) = s
+        .get(
+            &format!(
+                "/_matrix/client/v3/sync?filter={}",
+                enc(&filter.to_string())
+            ),
+            &ann.token,
+        )
+        .await;
+    let events = sync["rooms"]["join"][&room]["timeline"]["events"]
+        .as_array()
+        .unwrap();
+    let message = events
+        .iter()
+        .find(|e| e["event_id"] == sent["event_id"])
+        .expect("the message is in the timeline");
+    // PDU fields that the client format leaves out.
+    for key in [
+        "auth_events",
+        "prev_events",
+        "depth",
+        "hashes",
+        "signatures",
+    ] {
+        assert!(message.get(key).is_some(), "{key} missing: {message}");
+    }
+    assert!(
+        message["unsigned"].get("io.conifer.txn").is_none(),
+        "{message}"
+    );
+    let (_, plain) = s.get("/_matrix/client/v3/sync", &ann.token).await;
+    let client = &plain["rooms"]["join"][&room]["timeline"]["events"][0];
+    assert!(client.get("auth_events").is_none(), "{client}");
+}

@@ -75,6 +75,9 @@ async fn sync_handler(hs: Hs, auth: Auth, Query(q): Query<SyncQuery>) -> Resp {
     let mut response = sync(&hs, &auth, req).await?;
     if let Some(f) = &raw_filter {
         filter_account_data(&mut response, f);
+        if f.get("event_format").and_then(Value::as_str) == Some("federation") {
+            federation_format(&hs, &mut response)?;
+        }
     }
     Ok(Json(response))
 }
@@ -229,6 +232,43 @@ fn event_filter(v: &Value, at: &str, room: bool) -> crate::ApiResult<()> {
             "unread_thread_notifications",
         ] {
             boolean(o, key, at)?;
+        }
+    }
+    Ok(())
+}
+
+/// `event_format`: "`federation` will return the raw event as received over
+/// federation." The rooms' timeline and state events become their PDUs (with
+/// `event_id` and the `unsigned` data the client format would give).
+fn federation_format(hs: &Homeserver, response: &mut Value) -> crate::ApiResult<()> {
+    for section in ["join", "leave"] {
+        let Some(Value::Object(rooms)) = response.pointer_mut(&format!("/rooms/{section}")) else {
+            continue;
+        };
+        for room in rooms.values_mut() {
+            for list in ["/timeline/events", "/state/events"] {
+                let Some(Value::Array(events)) = room.pointer_mut(list) else {
+                    continue;
+                };
+                for event in events.iter_mut() {
+                    let Some(id) = event.get("event_id").and_then(Value::as_str) else {
+                        continue;
+                    };
+                    let Some(stored) = hs.store.event(id)? else {
+                        continue;
+                    };
+                    let Ok(Value::Object(mut pdu)) = serde_json::from_str::<Value>(&stored.json)
+                    else {
+                        continue;
+                    };
+                    pdu.insert("event_id".into(), Value::String(id.to_owned()));
+                    match event.get("unsigned") {
+                        Some(u) => pdu.insert("unsigned".into(), u.clone()),
+                        None => pdu.remove("unsigned"),
+                    };
+                    *event = Value::Object(pdu);
+                }
+            }
         }
     }
     Ok(())
