@@ -30,7 +30,7 @@ fuzz_target!(|data: &[u8]| {
     let Ok(param) = std::str::from_utf8(data) else {
         return;
     };
-    if let Ok(SyncFilterParam::Inline(f)) = SyncFilterParam::parse(param) {
+    if let Ok(SyncFilterParam::Inline(f, _)) = SyncFilterParam::parse(param) {
         assert!((1..=1000).contains(&f.timeline_limit));
         let stored: Value = serde_json::from_str(param).expect("parsed inline, so JSON");
         let again = SyncFilter::from_json(&stored);

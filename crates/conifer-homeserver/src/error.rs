@@ -59,6 +59,7 @@ impl MatrixError {
     constructor!(user_deactivated, FORBIDDEN, "M_USER_DEACTIVATED");
     constructor!(not_yet_uploaded, GATEWAY_TIMEOUT, "M_NOT_YET_UPLOADED");
     constructor!(unknown_internal, INTERNAL_SERVER_ERROR, "M_UNKNOWN");
+    constructor!(bad_alias, BAD_REQUEST, "M_BAD_ALIAS");
 
     pub fn unrecognized(message: impl Into<String>) -> Self {
         Self::new(StatusCode::NOT_FOUND, "M_UNRECOGNIZED", message)

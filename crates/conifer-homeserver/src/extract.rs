@@ -1,4 +1,5 @@
-//! Request extractors: the authenticated user and strict JSON bodies.
+//! Request extractors: the authenticated user, strict JSON bodies and query
+//! strings that fail as Matrix errors.
 
 use crate::error::MatrixError;
 use crate::Homeserver;
@@ -91,5 +92,31 @@ impl<T: DeserializeOwned> FromRequest<Arc<Homeserver>> for Json<T> {
         serde_json::from_value(value)
             .map(Json)
             .map_err(|e| MatrixError::bad_json(e.to_string()))
+    }
+}
+
+/// A query string: one that does not have the expected shape (`limit=-1`,
+/// `timeout=abc`) is `400 M_INVALID_PARAM` as JSON, where axum's own `Query`
+/// would answer in plain text (a required parameter left out is
+/// `M_MISSING_PARAM`). The spec: "`M_INVALID_PARAM` A parameter that
+/// was specified has the wrong value. For example, the server expected an
+/// integer and instead received a string."
+pub struct Query<T>(pub T);
+
+#[axum::async_trait]
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = MatrixError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::try_from_uri(&parts.uri)
+            .map(|q| Query(q.0))
+            .map_err(|e| {
+                let text = e.body_text();
+                if text.contains("missing field") {
+                    MatrixError::missing_param(text)
+                } else {
+                    MatrixError::invalid_param(text)
+                }
+            })
     }
 }

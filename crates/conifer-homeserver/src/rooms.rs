@@ -164,6 +164,16 @@ impl Homeserver {
         template: EventTemplate,
         txn: Option<(String, String)>,
     ) -> ApiResult<Arc<Pdu>> {
+        if template.kind.len() > MAX_KEY_BYTES {
+            return Err(MatrixError::too_large("the event type exceeds 255 bytes"));
+        }
+        if template
+            .state_key
+            .as_ref()
+            .is_some_and(|k| k.len() > MAX_KEY_BYTES)
+        {
+            return Err(MatrixError::too_large("the state key exceeds 255 bytes"));
+        }
         let handle = self.room_handle(room_id);
         let mut guard = handle.lock().await;
         if guard.is_none() {
@@ -255,7 +265,7 @@ impl Homeserver {
         let state = &cache.state;
         let kind = pdu.kind.to_string();
         if kind == "m.room.redaction" {
-            self.check_redaction_allowed(room_id, &pdu)?;
+            self.check_redaction_allowed(room_id, &pdu, forward)?;
         }
         let mut unsigned = serde_json::Map::new();
         if let Some(sk) = &pdu.state_key {
@@ -644,8 +654,15 @@ impl Homeserver {
         Ok(out)
     }
 
-    /// Redacting someone else's event needs the room's `redact` level.
-    fn check_redaction_allowed(&self, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
+    /// Redacting someone else's event needs the room's `redact` level. A
+    /// local redaction naming an event of another room is refused; a remote
+    /// one is kept but does nothing (see [`Self::apply_redaction`]).
+    fn check_redaction_allowed(
+        &self,
+        room_id: &str,
+        redaction: &Pdu,
+        local: bool,
+    ) -> ApiResult<()> {
         let Some(target) = redaction
             .redacts
             .as_ref()
@@ -653,6 +670,14 @@ impl Homeserver {
         else {
             return Ok(()); // Redacting an unknown event is allowed and does nothing.
         };
+        if !in_room(&target, room_id) {
+            if local {
+                return Err(MatrixError::invalid_param(
+                    "cannot redact an event of another room",
+                ));
+            }
+            return Ok(());
+        }
         if target.sender == redaction.sender {
             return Ok(());
         }
@@ -676,6 +701,7 @@ impl Homeserver {
             .redacts
             .as_ref()
             .and_then(|id| self.cached_event(id.as_str()))
+            .filter(|target| in_room(target, room_id))
         else {
             return Ok(());
         };
@@ -819,6 +845,18 @@ impl Homeserver {
         Ok(room_id)
     }
 }
+
+/// Whether the event belongs to the room (a room version 12 create event
+/// names no room: the room's ID is derived from its event ID).
+fn in_room(pdu: &Pdu, room_id: &str) -> bool {
+    match &pdu.room_id {
+        Some(r) => r.as_str() == room_id,
+        None => room_id.strip_prefix('!') == pdu.event_id.as_str().strip_prefix('$'),
+    }
+}
+
+/// "`state_key` 255 bytes", "`type` 255 bytes": the spec's size limits per key.
+const MAX_KEY_BYTES: usize = 255;
 
 pub fn as_int(v: &Value) -> Option<i64> {
     v.as_i64()

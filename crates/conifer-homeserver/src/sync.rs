@@ -121,7 +121,8 @@ impl SyncFilter {
 /// starting with `{`), or the ID of a stored one.
 #[derive(Debug, Clone)]
 pub enum SyncFilterParam {
-    Inline(SyncFilter),
+    /// A definition given inline: as read, and the JSON it was read from.
+    Inline(SyncFilter, Value),
     Id(u64),
 }
 
@@ -130,7 +131,7 @@ impl SyncFilterParam {
         if param.trim_start().starts_with('{') {
             let v = serde_json::from_str(param)
                 .map_err(|e| MatrixError::bad_json(format!("invalid filter: {e}")))?;
-            Ok(Self::Inline(SyncFilter::from_json(&v)))
+            Ok(Self::Inline(SyncFilter::from_json(&v), v))
         } else {
             param
                 .parse()

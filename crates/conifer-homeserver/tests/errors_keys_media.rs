@@ -219,10 +219,23 @@ async fn keys_upload_query_claim_and_changes() {
         .as_str()
         .unwrap()
         .to_owned();
-    let device_keys = json!({
+    // Device keys carry the device's self-signature (checked on upload).
+    use conifer_rooms::ruma::signatures::{sign_json, Ed25519KeyPair};
+    let pair =
+        Ed25519KeyPair::from_der(&Ed25519KeyPair::generate(), ann.device_id.clone()).unwrap();
+    let ed25519 =
+        conifer_rooms::ruma::serde::Base64::<conifer_rooms::ruma::serde::base64::Standard>::new(
+            pair.public_key().to_vec(),
+        )
+        .encode();
+    let serde_json::Value::Object(unsigned) = json!({
         "user_id": ann.user_id, "device_id": ann.device_id, "algorithms": ["m.olm.v1.curve25519-aes-sha2"],
-        "keys": { format!("curve25519:{}", ann.device_id): "c", format!("ed25519:{}", ann.device_id): "e" }, "signatures": {}
-    });
+        "keys": { format!("curve25519:{}", ann.device_id): "c", format!("ed25519:{}", ann.device_id): ed25519 }
+    }) else {
+        unreachable!()
+    };
+    let mut device_keys = conifer_rooms::ruma::canonical_json::try_from_json_map(unsigned).unwrap();
+    sign_json(&ann.user_id, &pair, &mut device_keys).unwrap();
     let (status, up) = s
         .post("/_matrix/client/r0/keys/upload", &ann.token, json!({
             "device_keys": device_keys,
@@ -250,7 +263,7 @@ async fn keys_upload_query_claim_and_changes() {
     assert_eq!(
         q["device_keys"][&ann.user_id][&ann.device_id]["keys"]
             [format!("ed25519:{}", ann.device_id)],
-        "e"
+        json!(ed25519)
     );
     // Two claims take the two one-time keys; the third gets the fallback key.
     let claim = json!({ "one_time_keys": { ann.user_id.clone(): { ann.device_id.clone(): "signed_curve25519" } } });

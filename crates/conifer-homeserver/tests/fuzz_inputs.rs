@@ -159,7 +159,7 @@ proptest! {
         // An object given inline in the query string or stored under an ID
         // is the same filter.
         let inline = match SyncFilterParam::parse(&v.to_string()) {
-            Ok(SyncFilterParam::Inline(f)) => Some(f),
+            Ok(SyncFilterParam::Inline(f, _)) => Some(f),
             Ok(SyncFilterParam::Id(_)) => None,
             Err(_) => {
                 prop_assert!(!v.is_object());
@@ -218,7 +218,7 @@ proptest! {
             v["presence"]["types"].as_array().is_none_or(|t| !t.is_empty())
         );
         // The same definition through the query parameter: the same filter.
-        let Ok(SyncFilterParam::Inline(again)) = SyncFilterParam::parse(&v.to_string()) else {
+        let Ok(SyncFilterParam::Inline(again, _)) = SyncFilterParam::parse(&v.to_string()) else {
             panic!("a filter object parses inline");
         };
         prop_assert_eq!(decisions(&again), decisions(&f));
@@ -269,6 +269,6 @@ fn filter_parameters_that_are_neither_json_nor_an_id_are_refused() {
     ));
     assert!(matches!(
         SyncFilterParam::parse(" {}"),
-        Ok(SyncFilterParam::Inline(_))
+        Ok(SyncFilterParam::Inline(..))
     ));
 }

@@ -3,10 +3,11 @@
 
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
+use crate::extract::Query;
 use crate::extract::{Auth, Json as Body};
 use crate::ratelimit::Action;
 use crate::{now_ms, password, random_token, Homeserver};
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hmac::{Hmac, Mac};

@@ -35,6 +35,7 @@ async fn create_filter(
     Body(filter): Body<Value>,
 ) -> Resp {
     require_self(&auth, &user)?;
+    super::sync::validate_filter(&filter)?;
     let id = hs.store.create_filter(&user, &filter)?;
     Ok(Json(json!({ "filter_id": id.to_string() })))
 }

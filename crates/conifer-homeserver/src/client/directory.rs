@@ -2,9 +2,10 @@
 
 use super::{room_id, Hs, Resp};
 use crate::error::MatrixError;
+use crate::extract::Query;
 use crate::extract::{Auth, Json as Body, MaybeAuth};
 use crate::Homeserver;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
@@ -41,6 +42,62 @@ fn check_alias(hs: &Homeserver, alias: &str) -> crate::ApiResult<()> {
     Ok(())
 }
 
+/// "If the event type being sent is `m.room.canonical_alias` servers SHOULD
+/// ensure that any new aliases being listed in the event are valid per their
+/// grammar/syntax and that they point to the room ID where the state event
+/// is to be sent. Servers do not validate aliases which are being removed or
+/// are already present in the state event." Aliases of other servers are
+/// only checked for syntax.
+pub(crate) fn check_canonical_alias(
+    hs: &Homeserver,
+    room: &str,
+    current: Option<Value>,
+    content: &Value,
+) -> crate::ApiResult<()> {
+    fn aliases(content: &Value) -> crate::ApiResult<Vec<&str>> {
+        let mut out = Vec::new();
+        match content.get("alias") {
+            None | Some(Value::Null) => {}
+            Some(Value::String(a)) => out.push(a.as_str()),
+            Some(_) => return Err(MatrixError::invalid_param("alias must be a string")),
+        }
+        match content.get("alt_aliases") {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(list)) => {
+                for a in list {
+                    out.push(a.as_str().ok_or_else(|| {
+                        MatrixError::invalid_param("alt_aliases must be a list of strings")
+                    })?);
+                }
+            }
+            Some(_) => {
+                return Err(MatrixError::invalid_param(
+                    "alt_aliases must be a list of strings",
+                ))
+            }
+        }
+        Ok(out)
+    }
+    let current = current.unwrap_or(Value::Null);
+    let present = aliases(&current).unwrap_or_default();
+    for alias in aliases(content)? {
+        if present.contains(&alias) {
+            continue;
+        }
+        let parsed = conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias)
+            .map_err(|_| MatrixError::invalid_param(format!("{alias:?} is not a room alias")))?;
+        if parsed.server_name() != hs.server_name.as_str() {
+            continue;
+        }
+        if hs.store.alias(alias)?.is_none_or(|a| a.room_id != room) {
+            return Err(MatrixError::bad_alias(format!(
+                "the alias {alias} does not point to this room"
+            )));
+        }
+    }
+    Ok(())
+}
+
 async fn get_alias(hs: Hs, Path(alias): Path<String>) -> Resp {
     conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias.as_str())
         .map_err(|_| MatrixError::invalid_param("not a room alias"))?;
@@ -63,6 +120,12 @@ async fn put_alias(hs: Hs, auth: Auth, Path(alias): Path<String>, Body(body): Bo
     if hs.store.room(room)?.is_none() {
         return Err(MatrixError::not_found("unknown room"));
     }
+    // As Synapse: only a member of the room may point an alias at it.
+    if hs.membership(room, &auth.user_id)?.as_deref() != Some("join") {
+        return Err(MatrixError::forbidden(
+            "you must be in the room to create an alias for it",
+        ));
+    }
     match hs.store.put_alias(&alias, room, &auth.user_id) {
         Err(conifer_store::StoreError::Conflict) => Err(MatrixError::new(
             axum::http::StatusCode::CONFLICT,
@@ -79,18 +142,68 @@ async fn delete_alias(hs: Hs, auth: Auth, Path(alias): Path<String>) -> Resp {
         .store
         .alias(&alias)?
         .ok_or_else(|| MatrixError::not_found("room alias not found"))?;
-    if a.creator != auth.user_id {
-        let (level, pl) = hs.power_level(&a.room_id, &auth.user_id)?;
-        let needed = pl
-            .get("state_default")
-            .and_then(crate::rooms::as_int)
-            .unwrap_or(50);
-        if level < needed {
-            return Err(MatrixError::forbidden("you may not delete this alias"));
-        }
+    let admin = hs.store.user(&auth.user_id)?.is_some_and(|u| u.admin);
+    if a.creator != auth.user_id
+        && !admin
+        && !may_change_canonical_alias(&hs, &a.room_id, &auth.user_id)?
+    {
+        return Err(MatrixError::forbidden("you may not delete this alias"));
     }
     hs.store.delete_alias(&alias)?;
+    drop_from_canonical_alias(&hs, &a.room_id, &auth.user_id, &alias).await;
     Ok(Json(json!({})))
+}
+
+/// Whether the user is joined to the room with the power to send
+/// `m.room.canonical_alias` (the level for that event type, else
+/// `state_default`).
+fn may_change_canonical_alias(hs: &Homeserver, room: &str, user: &str) -> crate::ApiResult<bool> {
+    if hs.membership(room, user)?.as_deref() != Some("join") {
+        return Ok(false);
+    }
+    let (level, pl) = hs.power_level(room, user)?;
+    let needed = pl
+        .pointer("/events/m.room.canonical_alias")
+        .and_then(crate::rooms::as_int)
+        .or_else(|| pl.get("state_default").and_then(crate::rooms::as_int))
+        .unwrap_or(if pl.is_null() { 0 } else { 50 });
+    Ok(level >= needed)
+}
+
+/// Takes a deleted alias out of the room's `m.room.canonical_alias` event,
+/// sent as the user who deleted it. If that user may not send the event,
+/// the alias stays deleted and the event is left as it is (the spec
+/// recommends that the deletion succeed anyway).
+async fn drop_from_canonical_alias(hs: &Homeserver, room: &str, user: &str, alias: &str) {
+    let Ok(Some(event)) = hs.state_event(room, "m.room.canonical_alias", "") else {
+        return;
+    };
+    let mut content = event.content_value();
+    let Some(obj) = content.as_object_mut() else {
+        return;
+    };
+    let mut changed = false;
+    if obj.get("alias").and_then(Value::as_str) == Some(alias) {
+        obj.remove("alias");
+        changed = true;
+    }
+    if let Some(Value::Array(alt)) = obj.get_mut("alt_aliases") {
+        let before = alt.len();
+        alt.retain(|a| a.as_str() != Some(alias));
+        changed |= alt.len() != before;
+    }
+    if !changed {
+        return;
+    }
+    let template = conifer_rooms::EventTemplate {
+        kind: "m.room.canonical_alias".into(),
+        state_key: Some(String::new()),
+        content,
+        redacts: None,
+    };
+    if let Err(e) = hs.send_event(room, user, template, None).await {
+        tracing::info!(room, alias, error = %e.message, "deleted alias left in the canonical alias event");
+    }
 }
 
 async fn room_aliases(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {

@@ -3,13 +3,14 @@
 
 use super::{room_id, Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
+use crate::extract::Query;
 use crate::extract::{Auth, Json as Body};
 use crate::format::client_event;
 use crate::ratelimit::Action;
 use crate::sync::{parse_token, state_before_pos};
 use crate::visibility::{current_visibility, HistoryVisibility, UserView};
 use crate::{now_ms, Homeserver};
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::routing::{get, put};
 use axum::{Json, Router};
 use conifer_rooms::EventTemplate;
@@ -298,6 +299,25 @@ async fn set_state(
     if hs.store.room(room)?.is_none() {
         return Err(MatrixError::not_found("unknown room"));
     }
+    let current = hs.state_event(room, &kind, &key)?;
+    // As Synapse: the same content from the same member again is the
+    // event already in the room, not a new one.
+    if let Some(prev) = &current {
+        if prev.sender.as_str() == auth.user_id
+            && prev.content_value() == content
+            && hs.membership(room, &auth.user_id)?.as_deref() == Some("join")
+        {
+            return Ok(Json(json!({ "event_id": prev.event_id })));
+        }
+    }
+    if kind == "m.room.canonical_alias" && key.is_empty() {
+        super::directory::check_canonical_alias(
+            hs,
+            room,
+            current.map(|p| p.content_value()),
+            &content,
+        )?;
+    }
     let template = EventTemplate {
         kind,
         state_key: Some(key),
@@ -340,6 +360,12 @@ async fn redact(
         return Ok(Json(json!({ "event_id": id })));
     }
     hs.require_joined(&room, &auth.user_id)?;
+    // As Synapse: a redaction only ever names an event of its own room.
+    if hs.store.event(&event)?.is_some_and(|e| e.room_id != room) {
+        return Err(MatrixError::invalid_param(
+            "cannot redact an event of another room",
+        ));
+    }
     let mut content = json!({});
     if let Some(r) = body.get("reason") {
         content["reason"] = r.clone();

@@ -3,11 +3,12 @@
 
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
+use crate::extract::Query;
 use crate::extract::{Auth, Json as Body};
 use crate::federation::e2ee::{by_server, server_of};
 use crate::sync::parse_token;
 use crate::Homeserver;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use conifer_store::ToDeviceRecord;
@@ -65,13 +66,7 @@ fn entries(v: Option<&Value>) -> Vec<(String, Value)> {
 async fn upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     let device_keys = body.get("device_keys").filter(|v| !v.is_null());
     if let Some(dk) = device_keys {
-        if dk.get("user_id").and_then(Value::as_str) != Some(&auth.user_id)
-            || dk.get("device_id").and_then(Value::as_str) != Some(&auth.device_id)
-        {
-            return Err(MatrixError::bad_json(
-                "device_keys must name your user and device",
-            ));
-        }
+        check_device_keys(&auth, dk)?;
     }
     let one_time = entries(body.get("one_time_keys"));
     let fallback = entries(
@@ -95,6 +90,60 @@ async fn upload(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
         hs.device_list_changed(&auth.user_id, Some(&auth.device_id), false)?;
     }
     Ok(Json(counts(&hs, &auth)?))
+}
+
+/// The device keys an upload publishes must be the uploader's own: `user_id`
+/// and `device_id` "Must match the user ID used when logging in" and "Must
+/// match the device ID used when logging in", and the object must carry a
+/// valid signature by the device's own Ed25519 key ("The signature is
+/// calculated using the process described at Signing JSON").
+fn check_device_keys(auth: &Auth, dk: &Value) -> ApiResult<()> {
+    use conifer_rooms::ruma::canonical_json::try_from_json_map;
+    use conifer_rooms::ruma::serde::Base64;
+    use conifer_rooms::ruma::signatures::verify_json;
+    if dk.get("user_id").and_then(Value::as_str) != Some(&auth.user_id)
+        || dk.get("device_id").and_then(Value::as_str) != Some(&auth.device_id)
+    {
+        return Err(MatrixError::invalid_param(
+            "device_keys must name your user and device",
+        ));
+    }
+    let key_id = format!("ed25519:{}", auth.device_id);
+    let key = dk
+        .pointer(&format!(
+            "/keys/{}",
+            key_id.replace('~', "~0").replace('/', "~1")
+        ))
+        .and_then(Value::as_str)
+        .ok_or_else(|| MatrixError::invalid_param(format!("device_keys lacks the key {key_id}")))?;
+    let signature = dk
+        .get("signatures")
+        .and_then(|s| s.get(&auth.user_id))
+        .and_then(|s| s.get(&key_id))
+        .cloned()
+        .ok_or_else(|| {
+            MatrixError::invalid_param("device_keys are not signed by the device's own key")
+        })?;
+    let key = Base64::parse(key)
+        .map_err(|_| MatrixError::invalid_param(format!("{key_id} is not unpadded base64")))?;
+    // Only the device's self-signature is checked here: cross-signing
+    // signatures by other keys come and go through /keys/signatures/upload.
+    let mut object = dk.as_object().cloned().unwrap_or_default();
+    object.insert(
+        "signatures".into(),
+        json!({ auth.user_id.clone(): { key_id.clone(): signature } }),
+    );
+    let object = try_from_json_map(object)
+        .map_err(|e| MatrixError::bad_json(format!("device_keys is not canonical JSON: {e}")))?;
+    let keys = [(
+        auth.user_id.clone(),
+        [(key_id.clone(), key)].into_iter().collect(),
+    )]
+    .into_iter()
+    .collect();
+    verify_json(&keys, &object).map_err(|e| {
+        MatrixError::invalid_param(format!("device_keys self-signature is invalid: {e}"))
+    })
 }
 
 async fn upload_legacy(hs: Hs, auth: Auth, Path(_device): Path<String>, body: Body<Value>) -> Resp {

@@ -4,9 +4,10 @@
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
 use crate::extract::Auth;
+use crate::extract::Query;
 use crate::{now_ms, random_token, Homeserver};
 use axum::body::Bytes;
-use axum::extract::{Path, Query, Request};
+use axum::extract::{Path, Request};
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};

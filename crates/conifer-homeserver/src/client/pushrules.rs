@@ -8,10 +8,11 @@
 
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
+use crate::extract::Query;
 use crate::extract::{Auth, Json as Body};
 use crate::push::{ruleset, ruleset_json, ruleset_value, save};
 use crate::Homeserver;
-use axum::extract::{Path, Query};
+use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
 use conifer_rooms::ruma::push::{
