@@ -24,6 +24,13 @@
 //! event; any other server gets it redacted, so the room's graph stays whole
 //! but the content does not leak.
 //!
+//! Erasure (`POST /account/deactivate` with `erase: true`): "any users (or
+//! servers) which join the room after the erasure request are served
+//! redacted copies of the events sent by this account. Users which had
+//! visibility on those events prior to the erasure are still able to see
+//! unredacted copies." A user who first joined the room before the
+//! erasure request sees the originals; anyone else gets them redacted.
+//!
 //! History stored without state (events from before this server joined,
 //! fetched by backfill, have no state group) is judged by the deepest
 //! `m.room.history_visibility` and membership events at or below its depth.
@@ -103,6 +110,10 @@ pub struct UserView<'a> {
     /// from there on was sent while the user was joined (rule 2).
     joined_since: Option<u64>,
     by_group: HashMap<i64, StateAt>,
+    /// Per sender: when they asked for erasure, if they did.
+    erased: HashMap<String, Option<u64>>,
+    /// The user's first join of the room (`None`: never joined).
+    first_join: Option<Option<u64>>,
 }
 
 impl<'a> UserView<'a> {
@@ -118,18 +129,61 @@ impl<'a> UserView<'a> {
             user: user.to_owned(),
             joined_since,
             by_group: HashMap::new(),
+            erased: HashMap::new(),
+            first_join: None,
         })
     }
 
-    /// Keeps the events the user may see, in order.
+    /// Keeps the events the user may see, in order, as the user may see
+    /// them (redacted where their sender asked for erasure before the user
+    /// joined).
     pub fn filter(&mut self, events: Vec<StoredEvent>) -> ApiResult<Vec<StoredEvent>> {
         let mut out = Vec::with_capacity(events.len());
         for e in events {
             if self.may_see(&e)? {
-                out.push(e);
+                out.push(self.present(e)?);
             }
         }
         Ok(out)
+    }
+
+    /// The event as this user is served it: redacted if its sender asked
+    /// for erasure and the user did not join the room before that.
+    pub fn present(&mut self, mut e: StoredEvent) -> ApiResult<StoredEvent> {
+        let v = e.value();
+        let Some(sender) = v["sender"].as_str() else {
+            return Ok(e);
+        };
+        let erased = match self.erased.get(sender) {
+            Some(at) => *at,
+            None => {
+                let at = if self.hs.is_local(sender) {
+                    self.hs.store.erased_at(sender)?
+                } else {
+                    None
+                };
+                self.erased.insert(sender.to_owned(), at);
+                at
+            }
+        };
+        let Some(erased) = erased else {
+            return Ok(e);
+        };
+        let first_join = match self.first_join {
+            Some(j) => j,
+            None => {
+                let j = self.hs.store.first_join(&self.room, &self.user)?;
+                self.first_join = Some(j);
+                j
+            }
+        };
+        if first_join.is_some_and(|j| j < erased) {
+            return Ok(e);
+        }
+        let version = self.hs.room_version(&self.room);
+        let redacted = redacted(v, version.as_deref());
+        e.json = redacted.to_string();
+        Ok(e)
     }
 
     pub fn may_see(&mut self, e: &StoredEvent) -> ApiResult<bool> {

@@ -444,3 +444,60 @@ async fn servers_get_joined_history_redacted() {
         "{gme}"
     );
 }
+
+/// `POST /account/deactivate` with `erase: true`: "any users (or servers)
+/// which join the room after the erasure request are served redacted copies
+/// of the events sent by this account. Users which had visibility on those
+/// events prior to the erasure are still able to see unredacted copies."
+#[tokio::test]
+async fn an_erased_users_events_are_redacted_for_later_joiners_only() {
+    let s = TestServer::start().await;
+    let (ann, bob, carol) = (
+        s.register("ann").await,
+        s.register("bob").await,
+        s.register("carol").await,
+    );
+    let room = room_with(&s, &bob, "shared").await;
+    assert_eq!(s.join(&ann, &room).await.0, 200);
+    let id = send(&s, &ann, &room, "words to forget").await;
+
+    let (status, body) = s
+        .post(
+            "/_matrix/client/v3/account/deactivate",
+            &ann.token,
+            json!({ "erase": true, "auth": { "type": "m.login.password", "identifier": { "type": "m.id.user", "user": "ann" }, "password": "secret-password" } }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(s.join(&carol, &room).await.0, 200);
+
+    let r = enc(&room);
+    let path = format!("/_matrix/client/v3/rooms/{r}/event/{}", enc(&id));
+    let (_, for_bob) = s.get(&path, &bob.token).await;
+    assert_eq!(
+        for_bob["content"]["body"], "words to forget",
+        "bob saw it before"
+    );
+    let (status, for_carol) = s.get(&path, &carol.token).await;
+    assert_eq!(status, 200);
+    assert_eq!(for_carol["content"], json!({}), "{for_carol}");
+    assert!(!all_messages(&s, &carol, &room)
+        .await
+        .contains(&"words to forget".to_owned()));
+    assert!(all_messages(&s, &bob, &room)
+        .await
+        .contains(&"words to forget".to_owned()));
+    let sync = s.sync(&carol, None, 0).await;
+    assert!(!sync.to_string().contains("words to forget"), "{sync}");
+    let (_, found) = s
+        .post(
+            "/_matrix/client/v3/search",
+            &carol.token,
+            json!({ "search_categories": { "room_events": { "search_term": "forget" } } }),
+        )
+        .await;
+    assert_eq!(
+        found["search_categories"]["room_events"]["results"],
+        json!([])
+    );
+}

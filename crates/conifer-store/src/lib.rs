@@ -88,6 +88,11 @@ pub trait AccountStore: Send + Sync {
     fn user(&self, user_id: &str) -> Result<Option<UserRecord>>;
     fn set_password_hash(&self, user_id: &str, hash: &str) -> Result<()>;
     fn deactivate_user(&self, user_id: &str) -> Result<()>;
+    /// Records that a user asked for erasure, with the profile and account
+    /// data gone; returns the stream position of the request.
+    fn erase_user(&self, user_id: &str) -> Result<u64>;
+    /// When the user asked for erasure, if they did.
+    fn erased_at(&self, user_id: &str) -> Result<Option<u64>>;
     fn set_displayname(&self, user_id: &str, name: Option<&str>) -> Result<()>;
     fn set_avatar_url(&self, user_id: &str, url: Option<&str>) -> Result<()>;
 
@@ -266,6 +271,8 @@ pub trait RoomStore: Send + Sync {
         from: u64,
         to: u64,
     ) -> Result<Vec<(String, String, String)>>;
+    /// The stream position of the user's first join of the room, if any.
+    fn first_join(&self, room_id: &str, user_id: &str) -> Result<Option<u64>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
 }

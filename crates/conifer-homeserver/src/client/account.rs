@@ -623,6 +623,9 @@ async fn change_password(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
 
 async fn deactivate(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     reauthenticate(&hs, &auth, &body, "POST /account/deactivate").await?;
+    if body.get("erase").and_then(Value::as_bool).unwrap_or(false) {
+        hs.store.erase_user(&auth.user_id)?;
+    }
     hs.store.deactivate_user(&auth.user_id)?;
     hs.forget_tokens(&auth.user_id);
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))

@@ -401,10 +401,11 @@ fn visible_event(
         .event(event)?
         .filter(|e| e.room_id == room && e.stream_pos <= until)
         .ok_or_else(|| MatrixError::not_found("event not found"))?;
-    if !UserView::new(hs, room, &auth.user_id)?.may_see(&e)? {
+    let mut view = UserView::new(hs, room, &auth.user_id)?;
+    if !view.may_see(&e)? {
         return Err(MatrixError::not_found("event not found"));
     }
-    Ok(e)
+    view.present(e)
 }
 
 async fn event(hs: Hs, auth: Auth, Path((room, event)): Path<(String, String)>) -> Resp {

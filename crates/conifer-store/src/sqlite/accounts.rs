@@ -71,6 +71,37 @@ impl AccountStore for SqliteStore {
         })
     }
 
+    fn erase_user(&self, user_id: &str) -> Result<u64> {
+        let user_id = user_id.to_owned();
+        self.write(move |c, pos| {
+            let p = pos.next(Audience::User(user_id.clone()));
+            cached_exec(
+                c,
+                "INSERT OR REPLACE INTO erased_users(user_id, stream_pos) VALUES (?1, ?2)",
+                params![user_id, p as i64],
+            )?;
+            cached_exec(
+                c,
+                "UPDATE users SET displayname = NULL, avatar_url = NULL WHERE user_id = ?1",
+                [&user_id],
+            )?;
+            cached_exec(c, "DELETE FROM account_data WHERE user_id = ?1", [&user_id])?;
+            Ok(p)
+        })
+    }
+
+    fn erased_at(&self, user_id: &str) -> Result<Option<u64>> {
+        self.read(|c| {
+            Ok(optional(cached_row(
+                c,
+                "SELECT stream_pos FROM erased_users WHERE user_id = ?1",
+                [user_id],
+                |r| r.get::<_, i64>(0),
+            ))?
+            .map(|p| p as u64))
+        })
+    }
+
     fn deactivate_user(&self, user_id: &str) -> Result<()> {
         let user_id = user_id.to_owned();
         self.write(move |c, _| {

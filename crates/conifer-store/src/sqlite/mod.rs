@@ -259,11 +259,12 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 /// Schema steps: step N takes a database from version N to N + 1.
-const MIGRATIONS: [&str; 4] = [
+const MIGRATIONS: [&str; 5] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
+    include_str!("schema_v5.sql"),
 ];
 
 fn migrate(conn: &mut Connection) -> Result<()> {

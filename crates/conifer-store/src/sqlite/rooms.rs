@@ -883,6 +883,20 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn first_join(&self, room_id: &str, user_id: &str) -> Result<Option<u64>> {
+        self.read(|c| {
+            Ok(cached_row(
+                c,
+                "SELECT MIN(e.stream_pos) FROM events e JOIN rooms r ON r.nid = e.room_nid
+                 WHERE r.room_id = ?1 AND e.type = 'm.room.member' AND e.state_key = ?2
+                   AND e.stream_pos > 0 AND json_extract(e.json, '$.content.membership') = 'join'",
+                params![room_id, user_id],
+                |r| r.get::<_, Option<i64>>(0),
+            )?
+            .map(|p| p as u64))
+        })
+    }
+
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>> {
         self.read(|c| {
             let mut st = c.prepare_cached(
