@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod aggregations;
 pub mod client;
 pub mod config;
 mod device_lists;

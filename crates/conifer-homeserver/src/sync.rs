@@ -653,11 +653,21 @@ fn timeline_and_state(
         )));
     }
 
-    let timeline_events: Vec<Value> = events
+    let mut view = crate::visibility::UserView::new(hs, room_id, &auth.user_id)?;
+    let mut timeline_events: Vec<Value> = Vec::with_capacity(events.len());
+    for e in events
         .iter()
         .filter(|e| filter.wants_timeline(e.value()["type"].as_str().unwrap_or("")))
-        .map(|e| without_room_id(client_event(&e.json, &e.event_id, room_id, viewer, now)))
-        .collect();
+    {
+        let mut v = client_event(&e.json, &e.event_id, room_id, viewer, now);
+        hs.bundle_aggregations(
+            &mut view,
+            (auth.user_id.as_str(), auth.device_id.as_str()),
+            e,
+            &mut v,
+        )?;
+        timeline_events.push(without_room_id(v));
+    }
     let prev_batch = format!("t{}", start_pos.saturating_sub(1));
     Ok((
         json!({ "events": timeline_events, "limited": limited, "prev_batch": prev_batch }),

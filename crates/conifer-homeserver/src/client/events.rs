@@ -103,8 +103,7 @@ async fn relations(
             .cloned()
             .collect(),
     )?;
-    let mut out =
-        json!({ "chunk": visible.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>() });
+    let mut out = json!({ "chunk": format_all(hs, auth, room, &visible)? });
     if events.len() == limit {
         if let Some(last) = events.last() {
             out["next_batch"] = json!(format!(
@@ -184,6 +183,26 @@ fn format(hs: &Homeserver, e: &StoredEvent, auth: &Auth) -> Value {
         Some((&auth.user_id, &auth.device_id)),
         now_ms(),
     )
+}
+
+/// Timeline events as clients see them, with their bundled aggregations
+/// (latest edit, thread summary, references).
+fn format_all(
+    hs: &Homeserver,
+    auth: &Auth,
+    room: &str,
+    events: &[StoredEvent],
+) -> ApiResult<Vec<Value>> {
+    let mut view = UserView::new(hs, room, &auth.user_id)?;
+    let viewer = (auth.user_id.as_str(), auth.device_id.as_str());
+    events
+        .iter()
+        .map(|e| {
+            let mut v = format(hs, e, auth);
+            hs.bundle_aggregations(&mut view, viewer, e, &mut v)?;
+            Ok(v)
+        })
+        .collect()
 }
 
 async fn send(
@@ -412,7 +431,9 @@ async fn event(hs: Hs, auth: Auth, Path((room, event)): Path<(String, String)>) 
     room_id(&room)?;
     let until = visible_until(&hs, &room, &auth.user_id)?;
     let e = visible_event(&hs, &auth, &room, &event, until)?;
-    Ok(Json(format(&hs, &e, &auth)))
+    Ok(Json(
+        format_all(&hs, &auth, &room, std::slice::from_ref(&e))?.remove(0),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -517,9 +538,9 @@ async fn context(
         }
     }
     Ok(Json(json!({
-        "event": format(&hs, &e, &auth),
-        "events_before": before.iter().map(|x| format(&hs, x, &auth)).collect::<Vec<_>>(),
-        "events_after": after.iter().map(|x| format(&hs, x, &auth)).collect::<Vec<_>>(),
+        "event": format_all(&hs, &auth, &room, std::slice::from_ref(&e))?.remove(0),
+        "events_before": format_all(&hs, &auth, &room, &before)?,
+        "events_after": format_all(&hs, &auth, &room, &after)?,
         "start": format!("t{start}"),
         "end": format!("t{end}"),
         "state": state,
@@ -703,7 +724,7 @@ async fn messages(
         .collect();
     let mut out = json!({
         "start": q.from.clone().unwrap_or_else(|| format!("t{start}")),
-        "chunk": wanted.iter().map(|e| format(&hs, e, &auth)).collect::<Vec<_>>(),
+        "chunk": format_all(&hs, &auth, &room, &wanted)?,
     });
     if let Some(end) = end {
         out["end"] = json!(format!("t{end}"));
@@ -732,7 +753,7 @@ async fn older_history(
     let visible = UserView::new(hs, room, &auth.user_id)?.filter(page.events)?;
     let mut out = json!({
         "start": from.unwrap_or_else(|| format!("d{below}")),
-        "chunk": visible.iter().map(|e| format(hs, e, auth)).collect::<Vec<_>>(),
+        "chunk": format_all(hs, auth, room, &visible)?,
     });
     if let Some(end) = end {
         out["end"] = json!(end);
