@@ -457,3 +457,164 @@ async fn big_upload_round_trips_without_holding_it_in_memory() {
     );
     assert!(largest <= 1 << 20);
 }
+
+/// Delivers federation requests to in-process routers, reading answers of up
+/// to 64 MiB (as the HTTPS transport does).
+#[derive(Clone, Default)]
+struct WholeAnswers {
+    servers: Arc<std::sync::Mutex<std::collections::HashMap<String, axum::Router>>>,
+}
+
+impl conifer_federation::Transport for WholeAnswers {
+    fn send(
+        &self,
+        r: conifer_federation::FederationRequest,
+    ) -> conifer_federation::TransportFuture<'_> {
+        Box::pin(async move {
+            let router = self.servers.lock().unwrap().get(&r.destination).cloned();
+            let router = router.ok_or_else(|| {
+                conifer_federation::TransportError::Unreachable(r.destination.clone())
+            })?;
+            let mut req = Request::builder().method(r.method.as_str()).uri(&r.uri);
+            if let Some(a) = &r.authorization {
+                req = req.header("authorization", a);
+            }
+            let req = req.body(Body::from(r.body.unwrap_or_default())).unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status().as_u16();
+            let body = axum::body::to_bytes(resp.into_body(), 64 << 20)
+                .await
+                .map_err(|e| conifer_federation::TransportError::Io(e.to_string()))?;
+            Ok(conifer_federation::FederationResponse {
+                status,
+                body: body.to_vec(),
+            })
+        })
+    }
+}
+
+/// Remote media comes over federation as `multipart/mixed` (the origin
+/// streams its file into it) and is served from the local store; remote
+/// media larger than `media.max_upload_bytes` is refused: "Homeservers
+/// should not proxy or thumbnail large files or images from remote
+/// homeservers, returning a HTTP 502 error with the `M_TOO_LARGE` code."
+#[tokio::test]
+async fn remote_media_is_fetched_within_the_limit() {
+    let _serial = SERIAL.lock().await;
+    let local = TestServer::start_with(|c| {
+        c.rate_limits.enabled = false;
+        c.media.max_upload_bytes = 1 << 20;
+    })
+    .await;
+    let ann = local.register("ann").await;
+    let net = common::federation::InProcess::default();
+    let remote = common::federation::server("remote.test", "r1", 9, &net);
+    net.servers.lock().unwrap().insert(
+        common::SERVER.to_owned(),
+        conifer_homeserver::federation::router(local.hs.clone()),
+    );
+    let whole = WholeAnswers::default();
+    whole.servers.lock().unwrap().insert(
+        "remote.test".to_owned(),
+        conifer_homeserver::federation::router(remote.hs.clone()),
+    );
+    let _ = local.hs.transport.set(Arc::new(whole));
+
+    // Someone on the remote server uploads a small and a large file.
+    let remote_client = || conifer_homeserver::client::router(remote.hs.clone());
+    let register = Request::builder()
+        .method("POST")
+        .uri("/_matrix/client/v3/register")
+        .header("content-type", "application/json")
+        .body(Body::from(
+            r#"{"username":"rob","password":"secret-password","auth":{"type":"m.login.dummy"}}"#,
+        ))
+        .unwrap();
+    let resp = remote_client().oneshot(register).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
+    let rob: Value = serde_json::from_slice(&body).unwrap();
+    let rob = User {
+        user_id: rob["user_id"].as_str().unwrap().to_owned(),
+        token: rob["access_token"].as_str().unwrap().to_owned(),
+        device_id: rob["device_id"].as_str().unwrap().to_owned(),
+    };
+    let mut uris = Vec::new();
+    for size in [300_000u64, 2 << 20] {
+        let body = Body::from_stream(generated(11, size, 64 << 10, Arc::default()));
+        let resp = remote_client()
+            .oneshot(upload_request(&rob, body))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+        let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap();
+        let r: Value = serde_json::from_slice(&body).unwrap();
+        uris.push(mxc_path(&r["content_uri"]));
+    }
+    assert!(uris[0].starts_with("remote.test/"));
+
+    let url = |mxc: &str| format!("{}/_matrix/client/v1/media/download/{mxc}", local.url);
+    let small = local
+        .http
+        .get(url(&uris[0]))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(small.status(), 200);
+    assert_eq!(small.headers()["content-type"], "application/octet-stream");
+    let got = small.bytes().await.unwrap();
+    assert_eq!(
+        hex::encode(Sha256::digest(&got)),
+        sha_of_pattern(11, 300_000, 64 << 10)
+    );
+    let big = local
+        .http
+        .get(url(&uris[1]))
+        .bearer_auth(&ann.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(big.status(), 502);
+    assert_eq!(big.json::<Value>().await.unwrap()["errcode"], "M_TOO_LARGE");
+    assert_eq!(stored_files(&media_dir(&local)).len(), 1);
+    assert!(temp_files(&media_dir(&local)).is_empty());
+}
+
+/// Thumbnails decode the image in memory, so they are made only of
+/// originals up to `media.max_thumbnail_source_bytes`: "Homeservers should
+/// not attempt to generate thumbnails for images that are too large,
+/// returning a HTTP 413 error with the `M_TOO_LARGE` code."
+#[tokio::test]
+async fn thumbnails_of_too_large_originals_are_413() {
+    let _serial = SERIAL.lock().await;
+    let s = TestServer::start_with(|c| {
+        c.rate_limits.enabled = false;
+        c.media.max_thumbnail_source_bytes = 1000;
+    })
+    .await;
+    let ann = s.register("ann").await;
+    let body = Body::from_stream(generated(12, 5000, 1000, Arc::default()));
+    let (status, r) = send(&s, upload_request(&ann, body)).await;
+    assert_eq!(status, 200, "{r}");
+    let mxc = mxc_path(&r["content_uri"]);
+    let (status, err) = s
+        .get(
+            &format!("/_matrix/client/v1/media/thumbnail/{mxc}?width=32&height=32&method=crop"),
+            &ann.token,
+        )
+        .await;
+    assert_eq!(status, 413, "{err}");
+    assert_eq!(err["errcode"], "M_TOO_LARGE");
+    // The original itself is still served.
+    let (status, _) = s
+        .get(
+            &format!("/_matrix/client/v1/media/download/{mxc}"),
+            &ann.token,
+        )
+        .await;
+    assert_eq!(status, 200);
+}
