@@ -110,7 +110,15 @@ pub struct RoomsConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct MediaConfig {
+    /// Largest upload accepted, in bytes (also the largest remote media
+    /// fetched over federation).
     pub max_upload_bytes: usize,
+    /// Uploads one user may have in flight at once; more are refused with
+    /// `429 M_LIMIT_EXCEEDED` before their bodies are read.
+    pub max_concurrent_uploads_per_user: usize,
+    /// Largest original a thumbnail is made from, in bytes (thumbnailing
+    /// decodes the image in memory); larger ones get `413 M_TOO_LARGE`.
+    pub max_thumbnail_source_bytes: u64,
 }
 
 /// Token buckets: `per_second` refill and `burst` capacity, per user (or per
@@ -184,6 +192,8 @@ impl Default for MediaConfig {
     fn default() -> Self {
         Self {
             max_upload_bytes: 50 << 20,
+            max_concurrent_uploads_per_user: 4,
+            max_thumbnail_source_bytes: 20 << 20,
         }
     }
 }

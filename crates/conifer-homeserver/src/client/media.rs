@@ -5,10 +5,11 @@ use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
 use crate::extract::Auth;
 use crate::extract::Query;
+use crate::media::{MediaFiles, PutError};
 use crate::{now_ms, random_token, Homeserver};
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Request};
-use axum::http::{header, HeaderMap, HeaderValue};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -72,28 +73,52 @@ struct UploadQuery {
     filename: Option<String>,
 }
 
+/// How long a client refused for too many uploads in flight is asked to wait.
+const UPLOAD_RETRY_MS: u64 = 1000;
+
 async fn upload(hs: Hs, auth: Auth, Query(q): Query<UploadQuery>, req: Request) -> Resp {
     let limit = hs.config.media.max_upload_bytes;
+    // Refused at once, before any of the body is read.
+    let Some(_slot) = hs.media.begin_upload(
+        &auth.user_id,
+        hs.config.media.max_concurrent_uploads_per_user,
+    ) else {
+        return Err(MatrixError::limit_exceeded(UPLOAD_RETRY_MS));
+    };
     let content_type = req
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("application/octet-stream")
         .to_owned();
-    let bytes = axum::body::to_bytes(req.into_body(), limit)
+    let (sha, size) = hs
+        .media
+        .put_stream(req.into_body().into_data_stream(), limit)
         .await
-        .map_err(|_| MatrixError::too_large(format!("uploads are limited to {limit} bytes")))?;
-    let sha = hs.media.put(&bytes).map_err(|e| {
-        tracing::error!(error = %e, "cannot store media");
-        MatrixError::unknown_internal("cannot store media")
-    })?;
+        .map_err(|e| match e {
+            PutError::TooLarge => {
+                MatrixError::too_large(format!("uploads are limited to {limit} bytes"))
+            }
+            PutError::Body(e) => {
+                tracing::debug!(error = %e, "upload body not read to its end");
+                MatrixError::new(
+                    StatusCode::BAD_REQUEST,
+                    "M_UNKNOWN",
+                    format!("cannot read the upload: {e}"),
+                )
+            }
+            PutError::Io(e) => {
+                tracing::error!(error = %e, "cannot store media");
+                MatrixError::unknown_internal("cannot store media")
+            }
+        })?;
     let media_id = random_token(24);
     hs.store.put_media(&MediaRecord {
         media_id: media_id.clone(),
         sha256: sha,
         content_type,
         filename: q.filename,
-        size: bytes.len() as u64,
+        size,
         uploader: auth.user_id,
         created_ts: now_ms(),
     })?;
@@ -112,12 +137,14 @@ async fn serve(
     serve_record(hs, &m, filename)
 }
 
+/// The media's bytes, streamed from its file in bounded chunks.
 fn serve_record(hs: &Homeserver, m: &MediaRecord, filename: Option<&str>) -> ApiResult<Response> {
-    let bytes = hs
+    let (file, len) = hs
         .media
-        .get(&m.sha256)
+        .open_file(&m.sha256)
         .map_err(|_| MatrixError::not_found("media not found"))?;
     let mut headers = HeaderMap::new();
+    headers.insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     headers.insert(
         header::CONTENT_TYPE,
         HeaderValue::from_str(&m.content_type)
@@ -131,7 +158,8 @@ fn serve_record(hs: &Homeserver, m: &MediaRecord, filename: Option<&str>) -> Api
             headers.insert(header::CONTENT_DISPOSITION, v);
         }
     }
-    Ok((headers, Bytes::from(bytes)).into_response())
+    let body = Body::from_stream(MediaFiles::stream_file(file));
+    Ok((headers, body).into_response())
 }
 
 async fn download(
@@ -178,7 +206,16 @@ async fn thumb(hs: &Homeserver, server: &str, id: &str, q: &ThumbQuery) -> ApiRe
         Some(_) => return Err(MatrixError::invalid_param("method must be crop or scale")),
     };
     let m = hs.media_record(server, id).await?;
-    match hs.media.thumbnail(&m.sha256, w, h, crop) {
+    let max_source = hs.config.media.max_thumbnail_source_bytes;
+    if m.size > max_source {
+        // "Homeservers should not attempt to generate thumbnails for images
+        // that are too large, returning a HTTP 413 error with the
+        // `M_TOO_LARGE` code."
+        return Err(MatrixError::too_large(format!(
+            "thumbnails are made of media up to {max_source} bytes"
+        )));
+    }
+    match hs.media.thumbnail(&m.sha256, w, h, crop).await {
         Some((bytes, kind)) => {
             Ok(([(header::CONTENT_TYPE, kind)], Bytes::from(bytes)).into_response())
         }

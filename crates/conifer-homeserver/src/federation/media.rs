@@ -7,11 +7,14 @@
 use super::FederationAuth;
 use crate::client::Hs;
 use crate::error::{ApiResult, MatrixError};
+use crate::media::{MediaFiles, PutError};
 use crate::{now_ms, random_token, Homeserver};
+use axum::body::{Body, Bytes};
 use axum::extract::Path;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use conifer_store::MediaRecord;
+use futures_util::StreamExt;
 
 /// Serves a local upload to another server.
 pub async fn download(
@@ -24,18 +27,24 @@ pub async fn download(
         .media(&media_id)?
         .filter(|m| !m.media_id.contains('/'))
         .ok_or_else(|| MatrixError::not_found("media not found"))?;
-    let bytes = hs
+    let (file, _) = hs
         .media
-        .get(&m.sha256)
+        .open_file(&m.sha256)
         .map_err(|_| MatrixError::not_found("media not found"))?;
     let boundary = random_token(24);
-    let mut body = format!(
+    let head = format!(
         "--{boundary}\r\nContent-Type: application/json\r\n\r\n{{}}\r\n--{boundary}\r\nContent-Type: {}\r\n\r\n",
         m.content_type
-    )
-    .into_bytes();
-    body.extend_from_slice(&bytes);
-    body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+    );
+    let tail = format!("\r\n--{boundary}--\r\n");
+    // The file's bytes are streamed between the two, in bounded chunks.
+    let body = Body::from_stream(
+        futures_util::stream::once(async move { Ok(Bytes::from(head)) })
+            .chain(MediaFiles::stream_file(file))
+            .chain(futures_util::stream::once(async move {
+                Ok::<_, std::io::Error>(Bytes::from(tail))
+            })),
+    );
     Ok((
         [(
             header::CONTENT_TYPE,
@@ -46,13 +55,17 @@ pub async fn download(
         .into_response())
 }
 
+/// Room for a remote media answer's multipart framing and metadata part.
+const MULTIPART_OVERHEAD: usize = 64 * 1024;
+
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
 
 /// The parts of a `multipart/mixed` body as (headers, bytes), taking the
 /// boundary from the body's first line.
-pub(crate) fn multipart_parts(mut body: &[u8]) -> Option<Vec<(String, Vec<u8>)>> {
+/// The parts borrow from the body (a remote file is not copied again).
+pub(crate) fn multipart_parts(mut body: &[u8]) -> Option<Vec<(String, &[u8])>> {
     // A preamble before the first delimiter (Synapse sends an empty line) is ignored.
     while let Some(rest) = body.strip_prefix(b"\r\n") {
         body = rest;
@@ -72,7 +85,7 @@ pub(crate) fn multipart_parts(mut body: &[u8]) -> Option<Vec<(String, Vec<u8>)>>
             .map(|i| (i, i + 4))
             .or_else(|| part.starts_with(b"\r\n").then_some((0, 2)))?;
         let headers = String::from_utf8_lossy(&part[..split.0]).to_ascii_lowercase();
-        parts.push((headers, part[split.1..].to_vec()));
+        parts.push((headers, &part[split.1..]));
         rest = &rest[end + separator.len()..];
         if rest.starts_with(b"--") {
             return Some(parts);
@@ -114,6 +127,21 @@ impl Homeserver {
             "/_matrix/federation/v1/media/download/{}",
             percent_encoding::utf8_percent_encode(id, percent_encoding::NON_ALPHANUMERIC)
         );
+        let limit = self.config.media.max_upload_bytes;
+        // "Remote homeservers may host very large files or images.
+        // Homeservers should not proxy or thumbnail large files or images
+        // from remote homeservers, returning a HTTP 502 error with the
+        // `M_TOO_LARGE` code."
+        let too_large = || {
+            MatrixError::new(
+                StatusCode::BAD_GATEWAY,
+                "M_TOO_LARGE",
+                format!("remote media exceeds {limit} bytes"),
+            )
+        };
+        // The transport reads the answer whole (bounded by the transport);
+        // an answer larger than the limit plus the multipart framing is
+        // refused before it is parsed.
         let (status, body) = self
             .federation_call_raw(server, "GET", &uri, None)
             .await
@@ -122,6 +150,9 @@ impl Homeserver {
             200 => {}
             404 => return Err(MatrixError::not_found("media not found")),
             s => return Err(unavailable(format!("answered {s}"))),
+        }
+        if body.len() > limit.saturating_add(MULTIPART_OVERHEAD) {
+            return Err(too_large());
         }
         let parts = multipart_parts(&body).ok_or_else(|| {
             let start = String::from_utf8_lossy(&body[..body.len().min(120)]).into_owned();
@@ -135,16 +166,26 @@ impl Homeserver {
                 "redirects to another location (not followed)".into(),
             ));
         }
-        let limit = self.config.media.max_upload_bytes;
         if bytes.len() > limit {
-            return Err(MatrixError::too_large(format!(
-                "remote media exceeds {limit} bytes"
-            )));
+            return Err(too_large());
         }
-        let sha = self.media.put(bytes).map_err(|e| {
-            tracing::error!(error = %e, "cannot store media");
-            MatrixError::unknown_internal("cannot store media")
-        })?;
+        // Written out in bounded chunks, like an upload.
+        let chunks = futures_util::stream::iter(
+            bytes
+                .chunks(256 * 1024)
+                .map(|c| Ok::<_, std::convert::Infallible>(Bytes::copy_from_slice(c))),
+        );
+        let (sha, size) = self
+            .media
+            .put_stream(chunks, limit)
+            .await
+            .map_err(|e| match e {
+                PutError::TooLarge => too_large(),
+                e => {
+                    tracing::error!(error = ?e, "cannot store media");
+                    MatrixError::unknown_internal("cannot store media")
+                }
+            })?;
         let record = MediaRecord {
             media_id: key,
             sha256: sha,
@@ -152,7 +193,7 @@ impl Homeserver {
                 .unwrap_or("application/octet-stream")
                 .to_owned(),
             filename: None,
-            size: bytes.len() as u64,
+            size,
             uploader: String::new(),
             created_ts: now_ms(),
         };
