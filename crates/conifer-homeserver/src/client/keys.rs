@@ -174,6 +174,35 @@ fn device_keys_with_names(
     Ok(out)
 }
 
+/// How long `/keys/query` and `/keys/claim` wait for remote servers when
+/// the request names no `timeout`: "10 seconds is the recommended default".
+const DEFAULT_REMOTE_TIMEOUT_MS: u64 = 10_000;
+/// The longest wait a client may ask for; larger `timeout`s are cut to it.
+const MAX_REMOTE_TIMEOUT_MS: u64 = 30_000;
+
+/// The one deadline for all the remote servers a keys query or claim asks,
+/// from the request's `timeout` ("The time (in milliseconds) to wait when
+/// downloading keys from remote servers"): absent or `null` is the default,
+/// an integer above the maximum is cut to it, and anything but a
+/// non-negative integer is refused.
+fn remote_deadline(body: &Value) -> ApiResult<tokio::time::Instant> {
+    let ms = match body.get("timeout") {
+        None | Some(Value::Null) => DEFAULT_REMOTE_TIMEOUT_MS,
+        Some(v) => match v.as_u64() {
+            Some(ms) => ms.min(MAX_REMOTE_TIMEOUT_MS),
+            None if v.is_i64() => {
+                return Err(MatrixError::invalid_param("timeout must not be negative"))
+            }
+            None => {
+                return Err(MatrixError::invalid_param(
+                    "timeout must be an integer number of milliseconds",
+                ))
+            }
+        },
+    };
+    Ok(tokio::time::Instant::now() + std::time::Duration::from_millis(ms))
+}
+
 async fn query(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     let wanted = body
         .get("device_keys")
@@ -182,12 +211,14 @@ async fn query(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     let mut device_keys = Map::new();
     let (mut master, mut self_signing, mut user_signing) = (Map::new(), Map::new(), Map::new());
     let mut failures = Map::new();
-    // Remote users' keys come from their servers.
-    for (server, users) in by_server(&hs, wanted.iter()) {
-        match hs
-            .remote_keys(&server, "query", json!({ "device_keys": users }))
-            .await
-        {
+    // Remote users' keys come from their servers, all asked at once.
+    let deadline = remote_deadline(&body)?;
+    let requests = by_server(&hs, wanted.iter())
+        .into_iter()
+        .map(|(server, users)| (server, json!({ "device_keys": users })))
+        .collect();
+    for (server, answer) in hs.remote_keys_all("query", requests, deadline).await {
+        match answer {
             Ok(answer) => {
                 for (field, into) in [
                     ("device_keys", &mut device_keys),
@@ -201,8 +232,8 @@ async fn query(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
                     }
                 }
             }
-            Err(e) => {
-                failures.insert(server, json!({ "errcode": "M_UNAVAILABLE", "error": e }));
+            Err(failure) => {
+                failures.insert(server, failure);
             }
         }
     }
@@ -248,11 +279,13 @@ async fn claim(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
         .ok_or_else(|| MatrixError::missing_param("one_time_keys"))?;
     let mut out = Map::new();
     let mut failures = Map::new();
-    for (server, users) in by_server(&hs, wanted.iter()) {
-        match hs
-            .remote_keys(&server, "claim", json!({ "one_time_keys": users }))
-            .await
-        {
+    let deadline = remote_deadline(&body)?;
+    let requests = by_server(&hs, wanted.iter())
+        .into_iter()
+        .map(|(server, users)| (server, json!({ "one_time_keys": users })))
+        .collect();
+    for (server, answer) in hs.remote_keys_all("claim", requests, deadline).await {
+        match answer {
             Ok(answer) => {
                 for (user, v) in answer["one_time_keys"].as_object().into_iter().flatten() {
                     if server_of(user) == server {
@@ -260,8 +293,8 @@ async fn claim(hs: Hs, _auth: Auth, Body(body): Body<Value>) -> Resp {
                     }
                 }
             }
-            Err(e) => {
-                failures.insert(server, json!({ "errcode": "M_UNAVAILABLE", "error": e }));
+            Err(failure) => {
+                failures.insert(server, failure);
             }
         }
     }

@@ -6,8 +6,23 @@
 
 use crate::Homeserver;
 use conifer_store::ToDeviceRecord;
+use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
+
+/// A remote answer, cut short for an error message.
+fn short(v: &Value) -> String {
+    let mut s = v.to_string();
+    if s.len() > 200 {
+        let mut end = 200;
+        while !s.is_char_boundary(end) {
+            end -= 1;
+        }
+        s.truncate(end);
+        s.push('…');
+    }
+    s
+}
 
 /// The server part of a user ID.
 pub(crate) fn server_of(user: &str) -> &str {
@@ -28,22 +43,64 @@ pub(crate) fn by_server<'a>(
     out
 }
 
+/// At most this many servers are asked at once for one client's keys
+/// query or claim.
+const REMOTE_KEYS_CONCURRENCY: usize = 16;
+
+/// A `failures` entry as Synapse gives it: an HTTP-like status and a message.
+fn failure(status: u16, message: impl Into<String>) -> Value {
+    json!({ "status": status, "message": message.into() })
+}
+
 impl Homeserver {
     /// Asks `server` a keys query or claim (`kind` is `query` or `claim`).
+    /// On failure, returns the entry for the response's `failures`.
     pub(crate) async fn remote_keys(
         &self,
         server: &str,
         kind: &str,
         body: Value,
-    ) -> Result<Value, String> {
+    ) -> Result<Value, Value> {
         let uri = format!("/_matrix/federation/v1/user/keys/{kind}");
         match self
             .federation_call(server, "POST", &uri, Some(&body))
-            .await?
+            .await
         {
-            (200, v) if v.is_object() => Ok(v),
-            (status, v) => Err(format!("{server} answered {status}: {v}")),
+            Ok((200, v)) if v.is_object() => Ok(v),
+            Ok((200, _)) => Err(failure(502, format!("{server} answered no JSON object"))),
+            Ok((status, v)) => Err(failure(
+                status,
+                format!("{server} answered {status}: {}", short(&v)),
+            )),
+            Err(e) => Err(failure(503, format!("{server} is unreachable: {e}"))),
         }
+    }
+
+    /// Asks every server of `requests` (server name → request body) at once,
+    /// at most [`REMOTE_KEYS_CONCURRENCY`] at a time, and gives up on those
+    /// that have not answered by `deadline`: each server's answer, or the
+    /// `failures` entry for it.
+    pub(crate) async fn remote_keys_all(
+        &self,
+        kind: &str,
+        requests: BTreeMap<String, Value>,
+        deadline: tokio::time::Instant,
+    ) -> Vec<(String, Result<Value, Value>)> {
+        stream::iter(requests)
+            .map(|(server, body)| async move {
+                let asked = self.remote_keys(&server, kind, body);
+                let answer = match tokio::time::timeout_at(deadline, asked).await {
+                    Ok(answer) => answer,
+                    Err(_) => Err(failure(503, format!("{server} did not answer in time"))),
+                };
+                if let Err(f) = &answer {
+                    tracing::info!(%server, kind, failure = %f, "remote keys request failed");
+                }
+                (server, answer)
+            })
+            .buffer_unordered(REMOTE_KEYS_CONCURRENCY)
+            .collect()
+            .await
     }
 
     /// Queues to-device messages for remote users: one EDU per server.
