@@ -76,6 +76,10 @@ pub struct FederationConfig {
 pub struct ClientConfig {
     /// Address of the Client-Server API listener.
     pub listen: SocketAddr,
+    /// The URL clients should use to reach this server (behind a reverse
+    /// proxy, say), advertised in `/.well-known/matrix/client` and login
+    /// responses. Default: `http://` and the listen address.
+    pub public_baseurl: Option<String>,
     /// Largest JSON request body accepted, in bytes.
     pub max_request_bytes: usize,
     /// Longest `/sync` long-poll, in milliseconds.
@@ -159,6 +163,7 @@ impl Default for ClientConfig {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8008)),
+            public_baseurl: None,
             max_request_bytes: 1 << 20,
             max_sync_timeout_ms: 60_000,
             header_read_timeout_secs: 30,
@@ -248,6 +253,15 @@ pub enum ConfigError {
 }
 
 impl Config {
+    /// The base URL clients are told to use: `client.public_baseurl`
+    /// without a trailing slash, else `http://` and the listen address.
+    pub fn client_base_url(&self) -> String {
+        match &self.client.public_baseurl {
+            Some(url) => url.trim_end_matches('/').to_owned(),
+            None => format!("http://{}", self.client.listen),
+        }
+    }
+
     /// Reads the file (if given), then applies environment overrides.
     pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
         let mut config = match file {
@@ -315,6 +329,15 @@ impl Config {
                 self.rooms.default_version,
                 conifer_rooms::SUPPORTED_VERSIONS.join(", ")
             )));
+        }
+        if let Some(url) = &self.client.public_baseurl {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(char::is_whitespace)
+            {
+                return Err(ConfigError::Invalid(format!(
+                    "client.public_baseurl {url:?} must be an http:// or https:// URL"
+                )));
+            }
         }
         if self.client.header_read_timeout_secs == 0
             || self.client.max_connections_per_ip == 0

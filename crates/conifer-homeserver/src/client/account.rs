@@ -510,7 +510,7 @@ async fn login(hs: Hs, Body(body): Body<LoginBody>) -> Resp {
     )?;
     Ok(Json(json!({
         "user_id": user_id, "access_token": token, "device_id": device_id, "home_server": hs.server_name,
-        "well_known": { "m.homeserver": { "base_url": format!("http://{}", hs.config.client.listen) } }
+        "well_known": { "m.homeserver": { "base_url": hs.config.client_base_url() } }
     })))
 }
 
@@ -631,8 +631,19 @@ async fn deactivate(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }
 
+/// A device as `/devices` shows it; absent fields are left out, not null.
 fn device_json(d: &conifer_store::DeviceRecord) -> Value {
-    json!({ "device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts, "last_seen_ip": d.last_seen_ip })
+    let mut out = json!({ "device_id": d.device_id });
+    if let Some(n) = &d.display_name {
+        out["display_name"] = json!(n);
+    }
+    if let Some(t) = d.last_seen_ts {
+        out["last_seen_ts"] = json!(t);
+    }
+    if let Some(ip) = &d.last_seen_ip {
+        out["last_seen_ip"] = json!(ip);
+    }
+    out
 }
 
 async fn devices(hs: Hs, auth: Auth) -> Resp {

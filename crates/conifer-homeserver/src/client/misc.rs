@@ -58,7 +58,7 @@ async fn versions() -> Resp {
 
 async fn well_known(hs: Hs) -> Resp {
     Ok(Json(
-        json!({ "m.homeserver": { "base_url": format!("http://{}", hs.config.client.listen) } }),
+        json!({ "m.homeserver": { "base_url": hs.config.client_base_url() } }),
     ))
 }
 
