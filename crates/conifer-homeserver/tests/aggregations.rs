@@ -38,16 +38,8 @@ fn find<'a>(events: &'a Value, id: &str) -> &'a Value {
 #[tokio::test]
 async fn edits_threads_and_references_are_bundled_everywhere_the_event_is_served() {
     let s = TestServer::start().await;
-    let (ann, bob, carol) = (
-        s.register("ann").await,
-        s.register("bob").await,
-        s.register("carol").await,
-    );
-    let room = s
-        .create_room(&ann, json!({ "preset": "public_chat" }))
-        .await;
-    assert_eq!(s.join(&bob, &room).await.0, 200);
-    assert_eq!(s.join(&carol, &room).await.0, 200);
+    let (ann, bob, carol) = s.three_users().await;
+    let room = s.public_room_with(&ann, &[&bob, &carol]).await;
     let root = put_event(
         &s,
         &ann,

@@ -39,11 +39,7 @@ async fn login(s: &TestServer, user: &str) -> Value {
 #[tokio::test]
 async fn new_renamed_and_deleted_devices_and_room_mates_are_tracked() {
     let s = TestServer::start().await;
-    let (ann, bob, carol) = (
-        s.register("ann").await,
-        s.register("bob").await,
-        s.register("carol").await,
-    );
+    let (ann, bob, carol) = s.three_users().await;
     let room = s
         .create_room(&ann, json!({ "preset": "public_chat" }))
         .await;
@@ -96,14 +92,7 @@ async fn new_renamed_and_deleted_devices_and_room_mates_are_tracked() {
     since = token(&sync);
 
     // Bob leaves the last room he shares with Ann: "left".
-    let (status, _) = s
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
-            &bob.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.leave(&bob, &room).await;
     let sync = s.sync(&ann, Some(&since), 0).await;
     assert_eq!(list(&sync, "left"), vec![bob.user_id.clone()], "{sync}");
     let to = token(&sync);

@@ -219,14 +219,7 @@ async fn shared_history_is_readable_after_joining_and_stops_at_the_leave() {
     send(&s, &ann, &room, "before bob").await;
     assert_eq!(s.join(&bob, &room).await.0, 200);
     send(&s, &ann, &room, "with bob").await;
-    let (status, _) = s
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&room)),
-            &bob.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.leave(&bob, &room).await;
     send(&s, &ann, &room, "after bob left").await;
     assert_eq!(
         all_messages(&s, &bob, &room).await,
@@ -452,11 +445,7 @@ async fn servers_get_joined_history_redacted() {
 #[tokio::test]
 async fn an_erased_users_events_are_redacted_for_later_joiners_only() {
     let s = TestServer::start().await;
-    let (ann, bob, carol) = (
-        s.register("ann").await,
-        s.register("bob").await,
-        s.register("carol").await,
-    );
+    let (ann, bob, carol) = s.three_users().await;
     let room = room_with(&s, &bob, "shared").await;
     assert_eq!(s.join(&ann, &room).await.0, 200);
     let id = send(&s, &ann, &room, "words to forget").await;

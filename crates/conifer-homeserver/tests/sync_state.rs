@@ -130,16 +130,8 @@ async fn state_is_what_held_before_the_timeline_and_never_overlaps_it() {
 #[tokio::test]
 async fn lazy_loading_sends_the_members_of_the_timeline_senders() {
     let s = TestServer::start().await;
-    let (ann, bob, carol) = (
-        s.register("ann").await,
-        s.register("bob").await,
-        s.register("carol").await,
-    );
-    let room = s
-        .create_room(&ann, json!({ "preset": "public_chat" }))
-        .await;
-    assert_eq!(s.join(&bob, &room).await.0, 200);
-    assert_eq!(s.join(&carol, &room).await.0, 200);
+    let (ann, bob, carol) = s.three_users().await;
+    let room = s.public_room_with(&ann, &[&bob, &carol]).await;
     for i in 0..5 {
         s.send_text(&ann, &room, &format!("a{i}")).await;
     }
@@ -214,16 +206,8 @@ fn lazy_filter(redundant: bool) -> Value {
 #[tokio::test]
 async fn context_with_lazy_loading_returns_only_the_window_senders() {
     let s = TestServer::start().await;
-    let (ann, bob, carol) = (
-        s.register("ann").await,
-        s.register("bob").await,
-        s.register("carol").await,
-    );
-    let room = s
-        .create_room(&ann, json!({ "preset": "public_chat" }))
-        .await;
-    assert_eq!(s.join(&bob, &room).await.0, 200);
-    assert_eq!(s.join(&carol, &room).await.0, 200);
+    let (ann, bob, carol) = s.three_users().await;
+    let room = s.public_room_with(&ann, &[&bob, &carol]).await;
     s.send_text(&carol, &room, "early").await;
     for i in 0..5 {
         s.send_text(&ann, &room, &format!("a{i}")).await;

@@ -79,13 +79,6 @@ async fn only_room_mates_and_members_of_public_rooms_are_found() {
     assert!(search(&s, &carol, "dave").await.is_empty());
 
     // Membership changes are followed: Bob leaves, Ann no longer finds him.
-    let (status, _) = s
-        .post(
-            &format!("/_matrix/client/v3/rooms/{}/leave", enc(&private)),
-            &bob.token,
-            json!({}),
-        )
-        .await;
-    assert_eq!(status, 200);
+    s.leave(&bob, &private).await;
     assert!(search(&s, &ann, "bob").await.is_empty());
 }

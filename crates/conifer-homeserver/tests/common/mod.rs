@@ -118,6 +118,37 @@ impl TestServer {
         .await
     }
 
+    /// Ann, Bob and Carol, registered.
+    pub async fn three_users(&self) -> (User, User, User) {
+        (
+            self.register("ann").await,
+            self.register("bob").await,
+            self.register("carol").await,
+        )
+    }
+
+    /// A public room made by `owner` that `others` have joined.
+    pub async fn public_room_with(&self, owner: &User, others: &[&User]) -> String {
+        let room = self
+            .create_room(owner, json!({ "preset": "public_chat" }))
+            .await;
+        for u in others {
+            assert_eq!(self.join(u, &room).await.0, 200);
+        }
+        room
+    }
+
+    pub async fn leave(&self, user: &User, room: &str) {
+        let (status, body) = self
+            .post(
+                &format!("/_matrix/client/v3/rooms/{}/leave", enc(room)),
+                &user.token,
+                json!({}),
+            )
+            .await;
+        assert_eq!(status, 200, "leave: {body}");
+    }
+
     pub async fn send_text(&self, user: &User, room: &str, text: &str) -> (u16, Value) {
         let txn = format!("t{}", rand_suffix());
         self.put(
