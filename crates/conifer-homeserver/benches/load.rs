@@ -20,6 +20,8 @@ struct Args {
     messages: usize,
     rate: f64,
     seconds: f64,
+    /// Extra users in no room, each long-polling `/sync` the whole time.
+    idle: usize,
 }
 
 fn args() -> Args {
@@ -31,6 +33,7 @@ fn args() -> Args {
         messages: 50,
         rate: 20.0,
         seconds: 10.0,
+        idle: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -43,6 +46,7 @@ fn args() -> Args {
             "--messages" => a.messages = v().parse().unwrap(),
             "--rate" => a.rate = v().parse().unwrap(),
             "--seconds" => a.seconds = v().parse().unwrap(),
+            "--idle" => a.idle = v().parse().unwrap(),
             "--bench" => {}
             _ => {}
         }
@@ -196,6 +200,39 @@ async fn main() {
     let filter = json!({ "room": { "timeline": { "limit": 200 } }, "presence": { "types": [] } })
         .to_string();
     let mut syncers = Vec::new();
+    // Idle clients: registered, in no room, long-polling all along. A
+    // server whose long-polls all wake for every message pays for each.
+    for i in 0..a.idle {
+        let (_, token) = register(&http, &url, &format!("load{run}idle{i}")).await;
+        let (http, url, filter) = (http.clone(), url.clone(), filter.clone());
+        let (_, first) = call(
+            &http,
+            reqwest::Method::GET,
+            format!("{url}/_matrix/client/v3/sync?filter={}", enc(&filter)),
+            Some(&token),
+            None,
+        )
+        .await;
+        let mut since = first["next_batch"].as_str().unwrap_or("").to_owned();
+        syncers.push(tokio::spawn(async move {
+            loop {
+                let (s, r) = call(
+                    &http,
+                    reqwest::Method::GET,
+                    format!(
+                        "{url}/_matrix/client/v3/sync?timeout=30000&since={since}&filter={}",
+                        enc(&filter)
+                    ),
+                    Some(&token),
+                    None,
+                )
+                .await;
+                if s == 200 {
+                    since = r["next_batch"].as_str().unwrap_or(&since).to_owned();
+                }
+            }
+        }));
+    }
     for (i, (_, token)) in users.iter().enumerate() {
         let (http, url, token, sent, latencies, filter) = (
             http.clone(),
@@ -291,6 +328,7 @@ async fn main() {
     };
 
     // Phase 1: a fixed offered rate, round-robin over the users.
+    let (cpu_paced0, _, _) = proc_stats(a.pid);
     let paced = (a.rate * a.seconds) as usize;
     let interval = Duration::from_secs_f64(1.0 / a.rate);
     let mut tick = tokio::time::interval(interval);
@@ -306,6 +344,7 @@ async fn main() {
         p.await.unwrap();
     }
     wait_for(paced * (a.users - 1)).await;
+    let (cpu_paced1, _, _) = proc_stats(a.pid);
 
     // Phase 2: everyone sends back to back.
     let (cpu0, _, _) = proc_stats(a.pid);
@@ -356,6 +395,8 @@ async fn main() {
             "loaded_send_to_sync_ms_p50": r2(percentile(&loaded_lat, 0.5)),
             "loaded_send_to_sync_ms_p99": r2(percentile(&loaded_lat, 0.99)),
             "cpu_s_saturated_phase": r2(cpu1 - cpu0),
+            "idle_syncers": a.idle,
+            "cpu_ms_per_paced_message": r2((cpu_paced1 - cpu_paced0) * 1000.0 / paced.max(1) as f64),
             "idle_rss_mib": (idle_rss * 10.0).round() / 10.0,
             "peak_rss_mib": (peak_rss * 10.0).round() / 10.0,
         })

@@ -89,6 +89,9 @@ pub struct ClientConfig {
     pub header_read_timeout_secs: u64,
     /// Open connections one client address may hold (an IPv6 /64 is one).
     pub max_connections_per_ip: usize,
+    /// Whether `max_connections_per_ip` applies to loopback clients too
+    /// (off: a reverse proxy or the machine's own apps connect from there).
+    pub limit_loopback_per_ip: bool,
     /// Open connections in all, per listener.
     pub max_connections: usize,
 }
@@ -168,6 +171,7 @@ impl Default for ClientConfig {
             max_sync_timeout_ms: 60_000,
             header_read_timeout_secs: 30,
             max_connections_per_ip: 256,
+            limit_loopback_per_ip: false,
             max_connections: 8_192,
         }
     }

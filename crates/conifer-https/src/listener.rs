@@ -27,6 +27,10 @@ pub struct HttpLimits {
     pub header_read_timeout: Duration,
     /// Open connections from one address (an IPv6 /64 counts as one).
     pub max_connections_per_ip: usize,
+    /// Whether loopback clients count per address too. Off by default: on
+    /// loopback are a reverse proxy (every client behind it shares its
+    /// address) and the apps of the machine itself.
+    pub limit_loopback: bool,
     /// Open connections in all.
     pub max_connections: usize,
 }
@@ -36,6 +40,7 @@ impl Default for HttpLimits {
         Self {
             header_read_timeout: Duration::from_secs(30),
             max_connections_per_ip: 256,
+            limit_loopback: false,
             max_connections: 8_192,
         }
     }
@@ -72,7 +77,10 @@ impl Connections {
         let source = source_of(ip);
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let here = open.1.get(&source).copied().unwrap_or(0);
-        if open.0 >= limits.max_connections || here >= limits.max_connections_per_ip {
+        let per_ip_applies = limits.limit_loopback || !source.is_loopback();
+        if open.0 >= limits.max_connections
+            || (per_ip_applies && here >= limits.max_connections_per_ip)
+        {
             return None;
         }
         open.0 += 1;
@@ -196,6 +204,7 @@ mod tests {
         let limits = HttpLimits {
             max_connections_per_ip: 2,
             max_connections: 3,
+            limit_loopback: true,
             ..HttpLimits::default()
         };
         let c = Connections::default();
@@ -217,5 +226,15 @@ mod tests {
         let d = Connections::default();
         let _t = d.admit(b, &many).unwrap();
         assert!(d.admit(b2, &many).is_none(), "one /64 is one source");
+        let proxied = HttpLimits {
+            max_connections_per_ip: 1,
+            ..HttpLimits::default()
+        };
+        let e = Connections::default();
+        let _u = e.admit(a, &proxied).unwrap();
+        assert!(
+            e.admit(a, &proxied).is_some(),
+            "loopback is not limited per address by default"
+        );
     }
 }

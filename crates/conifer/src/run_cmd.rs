@@ -238,6 +238,7 @@ fn http_limits(config: &conifer_homeserver::Config) -> conifer_https::HttpLimits
     conifer_https::HttpLimits {
         header_read_timeout: std::time::Duration::from_secs(config.client.header_read_timeout_secs),
         max_connections_per_ip: config.client.max_connections_per_ip,
+        limit_loopback: config.client.limit_loopback_per_ip,
         max_connections: config.client.max_connections,
     }
 }

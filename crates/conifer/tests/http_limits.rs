@@ -109,7 +109,10 @@ fn half_sent_requests_time_out_and_huge_bodies_are_refused_before_they_arrive() 
 #[test]
 fn one_address_may_hold_only_so_many_connections() {
     let dir = tempfile::tempdir().unwrap();
-    let (_node, port) = start_with_config(dir.path(), "[client]\nmax_connections_per_ip = 4\n");
+    let (_node, port) = start_with_config(
+        dir.path(),
+        "[client]\nmax_connections_per_ip = 4\nlimit_loopback_per_ip = true\n",
+    );
     let held: Vec<TcpStream> = (0..4)
         .map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap())
         .collect();
