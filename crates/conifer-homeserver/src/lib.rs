@@ -27,6 +27,7 @@ mod sync;
 mod typing;
 mod user_directory;
 mod visibility;
+mod waiters;
 
 pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
@@ -74,6 +75,9 @@ pub struct Homeserver {
     /// Per `(user, device, room)`: the membership event sent for each
     /// member under lazy loading (`sync::lazy_members`).
     pub(crate) lazy_members_sent: Mutex<LazyMembersSent>,
+    /// Long-polls waiting for something to show, woken by the store's
+    /// commit hook.
+    pub(crate) waiters: Arc<waiters::Waiters>,
     /// `/sync` responses computed (initial, woken and timed-out alike).
     sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
@@ -158,6 +162,12 @@ impl Homeserver {
                 source,
             })?;
         let limits = ratelimit::Limits::new(&config.rate_limits);
+        let waiters = Arc::new(waiters::Waiters::default());
+        let hook_waiters = waiters.clone();
+        conifer_store::StreamStore::set_commit_hook(
+            &*store,
+            Arc::new(move |audiences| hook_waiters.dispatch(audiences)),
+        );
         Ok(Arc::new(Self {
             server_name: server_name.to_owned(),
             key: ServerKey::from_seed(server_name, key_version, seed),
@@ -176,6 +186,7 @@ impl Homeserver {
             media,
             config,
             sync_computations: Default::default(),
+            waiters,
             lazy_members_sent: Mutex::new(hashlink::LruCache::new(LAZY_MEMBER_ROOMS)),
             _data_lock: data_lock,
         }))

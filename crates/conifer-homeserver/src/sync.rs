@@ -179,10 +179,8 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
         req.timeout
     };
     let deadline = tokio::time::Instant::now() + timeout;
-    let mut store_rx = hs.store.subscribe();
     let mut typing_rx = hs.typing.subscribe();
     loop {
-        store_rx.borrow_and_update();
         let typing_seen = *typing_rx.borrow_and_update();
         hs.sync_computations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -196,27 +194,34 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
         // others wake the task only to look at the change log, never to
         // compute a response.
         let listener = Listener::new(hs, auth)?;
+        let registration = hs.waiters.register(&listener.user, listener.rooms.iter());
         let mut checked = to;
         let mut typing_checked = typing_seen;
+        // A commit between the computation and the registration woke no
+        // one, but it is in the change log.
+        let mut pending = true;
         loop {
+            if std::mem::take(&mut pending) {
+                let now = hs.store.stream_position();
+                match hs.store.changes_since(checked) {
+                    None => break,
+                    Some(changes) => {
+                        if changes
+                            .iter()
+                            .any(|(p, a)| *p <= now && listener.concerns(a))
+                        {
+                            break;
+                        }
+                        checked = checked.max(now);
+                    }
+                }
+            }
             let wake = match hs.typing.next_expiry() {
                 Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
                 None => deadline,
             };
             tokio::select! {
-                r = store_rx.changed() => {
-                    if r.is_err() { return Ok(response); }
-                    let now = *store_rx.borrow_and_update();
-                    match hs.store.changes_since(checked) {
-                        None => break,
-                        Some(changes) => {
-                            if changes.iter().any(|(p, a)| *p <= now && listener.concerns(a)) {
-                                break;
-                            }
-                            checked = checked.max(now);
-                        }
-                    }
-                }
+                _ = registration.notify.notified() => pending = true,
                 r = typing_rx.changed() => {
                     if r.is_err() { return Ok(response); }
                     let serial = *typing_rx.borrow_and_update();

@@ -42,6 +42,9 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// See [`StreamStore::set_commit_hook`].
+pub type CommitHook = std::sync::Arc<dyn Fn(&[(u64, Audience)]) + Send + Sync>;
+
 /// The full storage interface the homeserver needs.
 pub trait Store:
     AccountStore
@@ -289,6 +292,10 @@ pub trait StreamStore: Send + Sync {
     /// [`subscribe`](Self::subscribe). `None` when the log no longer reaches
     /// back that far (the caller must assume anything changed).
     fn changes_since(&self, after: u64) -> Option<Vec<(u64, Audience)>>;
+    /// Calls `hook` after each commit with the audiences of its positions,
+    /// once they are in the change log and published (on the writer thread:
+    /// it must be quick and must not write).
+    fn set_commit_hook(&self, hook: CommitHook);
 
     fn put_account_data(
         &self,

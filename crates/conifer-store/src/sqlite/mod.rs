@@ -40,6 +40,8 @@ const CHANGE_LOG_LEN: usize = 16_384;
 pub(crate) struct ChangeLog {
     entries: std::collections::VecDeque<(u64, Audience)>,
     trimmed_to: u64,
+    /// Told of each commit's audiences once they are in the log.
+    hook: Option<crate::CommitHook>,
 }
 
 pub struct SqliteStore {
@@ -63,6 +65,7 @@ impl SqliteStore {
         let changes = Arc::new(Mutex::new(ChangeLog {
             entries: Default::default(),
             trimmed_to: start,
+            hook: None,
         }));
         let log = changes.clone();
         std::thread::Builder::new()
@@ -128,6 +131,10 @@ impl SqliteStore {
 
     pub(crate) fn committed(&self) -> &tokio::sync::watch::Sender<u64> {
         &self.committed
+    }
+
+    pub(crate) fn install_commit_hook(&self, hook: crate::CommitHook) {
+        self.changes.lock().unwrap_or_else(|e| e.into_inner()).hook = Some(hook);
     }
 
     pub(crate) fn changes_after(&self, after: u64) -> Option<Vec<(u64, Audience)>> {
@@ -222,17 +229,21 @@ fn writer_loop(
         });
         if error.is_none() {
             // The log first: whoever sees the new position finds its audiences.
-            {
+            let hook = {
                 let mut log = log.lock().unwrap_or_else(|e| e.into_inner());
                 audiences.sort_by_key(|(p, _)| *p);
-                log.entries.extend(audiences);
+                log.entries.extend(audiences.iter().cloned());
                 while log.entries.len() > CHANGE_LOG_LEN {
                     if let Some((p, _)) = log.entries.pop_front() {
                         log.trimmed_to = log.trimmed_to.max(p);
                     }
                 }
-            }
+                log.hook.clone()
+            };
             notify.send_replace(counter.load(Ordering::SeqCst));
+            if let Some(hook) = hook {
+                hook(&audiences);
+            }
         }
         for reply in replies {
             reply(error.clone());

@@ -27,6 +27,10 @@ impl StreamStore for SqliteStore {
         self.changes_after(after)
     }
 
+    fn set_commit_hook(&self, hook: crate::CommitHook) {
+        self.install_commit_hook(hook)
+    }
+
     fn put_account_data(
         &self,
         user_id: &str,
