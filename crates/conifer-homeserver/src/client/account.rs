@@ -631,19 +631,11 @@ async fn deactivate(hs: Hs, auth: Auth, Body(body): Body<Value>) -> Resp {
     Ok(Json(json!({ "id_server_unbind_result": "no-support" })))
 }
 
-/// A device as `/devices` shows it; absent fields are left out, not null.
+/// A device as `/devices` shows it. Unknown fields are sent as `null`
+/// rather than left out: matrix-nio (whose schema follows Synapse's
+/// answers) refuses a device without all four keys.
 fn device_json(d: &conifer_store::DeviceRecord) -> Value {
-    let mut out = json!({ "device_id": d.device_id });
-    if let Some(n) = &d.display_name {
-        out["display_name"] = json!(n);
-    }
-    if let Some(t) = d.last_seen_ts {
-        out["last_seen_ts"] = json!(t);
-    }
-    if let Some(ip) = &d.last_seen_ip {
-        out["last_seen_ip"] = json!(ip);
-    }
-    out
+    json!({ "device_id": d.device_id, "display_name": d.display_name, "last_seen_ts": d.last_seen_ts, "last_seen_ip": d.last_seen_ip })
 }
 
 async fn devices(hs: Hs, auth: Auth) -> Resp {
