@@ -593,7 +593,8 @@ fn timeline_and_state(
     events.reverse();
     // Only what the user may see: a user who joins a `joined` room gets no
     // earlier messages in its first sync (Room History Visibility).
-    let events = crate::visibility::UserView::new(hs, room_id, &auth.user_id)?.filter(events)?;
+    let mut view = crate::visibility::UserView::new(hs, room_id, &auth.user_id)?;
+    let events = view.filter(events)?;
 
     let start_pos = events.first().map(|e| e.stream_pos).unwrap_or(w.to + 1);
     // An incremental sync whose timeline is complete needs no state: every
@@ -658,7 +659,6 @@ fn timeline_and_state(
         )));
     }
 
-    let mut view = crate::visibility::UserView::new(hs, room_id, &auth.user_id)?;
     let mut timeline_events: Vec<Value> = Vec::with_capacity(events.len());
     for e in events
         .iter()

@@ -75,7 +75,8 @@ async fn relations(
 ) -> Resp {
     room_id(room)?;
     let until = visible_until(hs, room, &auth.user_id)?.min(hs.store.stream_position());
-    visible_event(hs, auth, room, event, until)?;
+    let mut view = UserView::new(hs, room, &auth.user_id)?;
+    visible_event(hs, room, event, until, &mut view)?;
     let backwards = q.dir.as_deref() != Some("f");
     let from = match &q.from {
         Some(t) => {
@@ -95,7 +96,6 @@ async fn relations(
     let events = hs
         .store
         .relations(room, event, filter, from.min(until), limit)?;
-    let mut view = UserView::new(hs, room, &auth.user_id)?;
     let visible = view.filter(
         events
             .iter()
@@ -103,7 +103,7 @@ async fn relations(
             .cloned()
             .collect(),
     )?;
-    let mut out = json!({ "chunk": format_all(hs, auth, room, &visible)? });
+    let mut out = json!({ "chunk": format_all(hs, auth, &mut view, &visible)? });
     if events.len() == limit {
         if let Some(last) = events.last() {
             out["next_batch"] = json!(format!(
@@ -186,20 +186,20 @@ fn format(hs: &Homeserver, e: &StoredEvent, auth: &Auth) -> Value {
 }
 
 /// Timeline events as clients see them, with their bundled aggregations
-/// (latest edit, thread summary, references).
+/// (latest edit, thread summary, references); `view` is the one that
+/// chose the events, so its lookups serve the children too.
 fn format_all(
     hs: &Homeserver,
     auth: &Auth,
-    room: &str,
+    view: &mut UserView<'_>,
     events: &[StoredEvent],
 ) -> ApiResult<Vec<Value>> {
-    let mut view = UserView::new(hs, room, &auth.user_id)?;
     let viewer = (auth.user_id.as_str(), auth.device_id.as_str());
     events
         .iter()
         .map(|e| {
             let mut v = format(hs, e, auth);
-            hs.bundle_aggregations(&mut view, viewer, e, &mut v)?;
+            hs.bundle_aggregations(view, viewer, e, &mut v)?;
             Ok(v)
         })
         .collect()
@@ -410,17 +410,16 @@ async fn redact(
 /// an event that does not exist, so that nothing leaks).
 fn visible_event(
     hs: &Homeserver,
-    auth: &Auth,
     room: &str,
     event: &str,
     until: u64,
+    view: &mut UserView<'_>,
 ) -> ApiResult<StoredEvent> {
     let e = hs
         .store
         .event(event)?
         .filter(|e| e.room_id == room && e.stream_pos <= until)
         .ok_or_else(|| MatrixError::not_found("event not found"))?;
-    let mut view = UserView::new(hs, room, &auth.user_id)?;
     if !view.may_see(&e)? {
         return Err(MatrixError::not_found("event not found"));
     }
@@ -430,9 +429,10 @@ fn visible_event(
 async fn event(hs: Hs, auth: Auth, Path((room, event)): Path<(String, String)>) -> Resp {
     room_id(&room)?;
     let until = visible_until(&hs, &room, &auth.user_id)?;
-    let e = visible_event(&hs, &auth, &room, &event, until)?;
+    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
+    let e = visible_event(&hs, &room, &event, until, &mut view)?;
     Ok(Json(
-        format_all(&hs, &auth, &room, std::slice::from_ref(&e))?.remove(0),
+        format_all(&hs, &auth, &mut view, std::slice::from_ref(&e))?.remove(0),
     ))
 }
 
@@ -494,7 +494,8 @@ async fn context(
 ) -> Resp {
     room_id(&room)?;
     let until = visible_until(&hs, &room, &auth.user_id)?;
-    let e = visible_event(&hs, &auth, &room, &event, until)?;
+    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
+    let e = visible_event(&hs, &room, &event, until, &mut view)?;
     let limit = q.limit.unwrap_or(10).min(100);
     let lazy = parse_filter(&hs, &auth, q.filter.as_deref())?
         .and_then(|f| f.get("lazy_load_members").and_then(Value::as_bool))
@@ -509,7 +510,6 @@ async fn context(
         false,
         limit - limit / 2,
     )?;
-    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
     let (before, after) = (view.filter(before)?, view.filter(after)?);
     let start = before
         .last()
@@ -538,9 +538,9 @@ async fn context(
         }
     }
     Ok(Json(json!({
-        "event": format_all(&hs, &auth, &room, std::slice::from_ref(&e))?.remove(0),
-        "events_before": format_all(&hs, &auth, &room, &before)?,
-        "events_after": format_all(&hs, &auth, &room, &after)?,
+        "event": format_all(&hs, &auth, &mut view, std::slice::from_ref(&e))?.remove(0),
+        "events_before": format_all(&hs, &auth, &mut view, &before)?,
+        "events_after": format_all(&hs, &auth, &mut view, &after)?,
         "start": format!("t{start}"),
         "end": format!("t{end}"),
         "state": state,
@@ -712,7 +712,8 @@ async fn messages(
             }
         })
     };
-    let visible = UserView::new(&hs, &room, &auth.user_id)?.filter(events)?;
+    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
+    let visible = view.filter(events)?;
     let wanted: Vec<StoredEvent> = visible
         .into_iter()
         .filter(|e| {
@@ -724,7 +725,7 @@ async fn messages(
         .collect();
     let mut out = json!({
         "start": q.from.clone().unwrap_or_else(|| format!("t{start}")),
-        "chunk": format_all(&hs, &auth, &room, &wanted)?,
+        "chunk": format_all(&hs, &auth, &mut view, &wanted)?,
     });
     if let Some(end) = end {
         out["end"] = json!(format!("t{end}"));
@@ -750,10 +751,11 @@ async fn older_history(
     visible_until(hs, room, &auth.user_id)?;
     let page = hs.older_history_page(room, below, limit).await?;
     let end = page.next.map(|depth| format!("d{depth}"));
-    let visible = UserView::new(hs, room, &auth.user_id)?.filter(page.events)?;
+    let mut view = UserView::new(hs, room, &auth.user_id)?;
+    let visible = view.filter(page.events)?;
     let mut out = json!({
         "start": from.unwrap_or_else(|| format!("d{below}")),
-        "chunk": format_all(hs, auth, room, &visible)?,
+        "chunk": format_all(hs, auth, &mut view, &visible)?,
     });
     if let Some(end) = end {
         out["end"] = json!(end);
