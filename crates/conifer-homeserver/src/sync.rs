@@ -184,7 +184,7 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
         let typing_seen = *typing_rx.borrow_and_update();
         hs.sync_computations
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let (response, empty, to) = compute(hs, auth, since, &req)?;
+        let (response, empty, to) = conifer_store::off_runtime(|| compute(hs, auth, since, &req))?;
         if since.is_none() || req.full_state || !empty || tokio::time::Instant::now() >= deadline {
             return Ok(response);
         }
@@ -281,6 +281,39 @@ struct Window {
     initial: bool,
 }
 
+/// What the store's change log says changed in a window: the rooms with new
+/// events or receipts (the `Room` audiences) and the users whose presence or
+/// device keys moved (`SharingWith`). With it, an incremental sync looks only
+/// at those rooms and users instead of every room the user is in.
+#[derive(Debug, Default)]
+pub(crate) struct Changes {
+    pub rooms: std::collections::HashSet<String>,
+    pub sharing_with: BTreeSet<String>,
+}
+
+impl Changes {
+    /// `None` when the log no longer reaches back to `from` (a client that
+    /// was away long): then everything has to be looked at.
+    pub(crate) fn of(hs: &Homeserver, from: u64, to: u64) -> Option<Self> {
+        let mut changes = Changes::default();
+        for (pos, audience) in hs.store.changes_since(from)? {
+            if pos > to {
+                break;
+            }
+            match audience {
+                Audience::Room(r) => {
+                    changes.rooms.insert(r);
+                }
+                Audience::SharingWith(u) => {
+                    changes.sharing_with.insert(u);
+                }
+                Audience::User(_) | Audience::Device(..) => {}
+            }
+        }
+        Some(changes)
+    }
+}
+
 /// The response for the window from `since` to now, whether it is empty,
 /// and the stream position it reaches.
 fn compute(
@@ -310,12 +343,17 @@ fn compute(
     let filter = &req.filter;
 
     let memberships = hs.store.user_memberships(user)?;
+    let changes = if w.initial {
+        None
+    } else {
+        Changes::of(hs, w.from, w.to)
+    };
     let mut join = Map::new();
     let mut invite = Map::new();
     let mut leave = Map::new();
     let mut knock = Map::new();
 
-    let active = active_rooms(hs, auth, &memberships, &w)?;
+    let active = active_rooms(hs, auth, &memberships, &w, changes.as_ref())?;
     for m in &memberships {
         if !filter.wants_room(&m.room_id) || m.stream_pos > w.to {
             continue;
@@ -379,9 +417,9 @@ fn compute(
     }
 
     let mut device_lists = json!({ "changed": [], "left": [] });
-    let sharing = hs.store.users_sharing_rooms(user)?;
     if !w.initial {
-        let (changed, left) = hs.device_list_delta(user, w.from, w.to)?;
+        let (changed, left) =
+            hs.device_list_delta_in(user, w.from, w.to, &memberships, changes.as_ref())?;
         device_lists = json!({ "changed": changed, "left": left });
     }
 
@@ -405,6 +443,12 @@ fn compute(
 
     let mut presence = Vec::new();
     if filter.presence_enabled {
+        // Whose presence to look at: with the change log, only the users
+        // whose presence (or keys) moved and who share a room with this one.
+        let sharing = match &changes {
+            Some(ch) => hs.sharing_among(user, &ch.sharing_with)?,
+            None => hs.store.users_sharing_rooms(user)?,
+        };
         for p in hs.store.presence_since(&sharing, w.from, w.to)? {
             let mut content = json!({
                 "presence": p.presence,
@@ -447,33 +491,41 @@ fn compute(
 }
 
 /// The joined rooms where anything a sync shows changed in the window:
-/// events, receipts, room account data or typing. Three queries for all
-/// rooms, instead of several per idle room.
+/// events, receipts, room account data or typing. With the change log, the
+/// rooms it names (events and receipts take a position for their room);
+/// without it, three queries over all joined rooms.
 fn active_rooms(
     hs: &Homeserver,
     auth: &Auth,
     memberships: &[conifer_store::MembershipRecord],
     w: &Window,
+    changes: Option<&Changes>,
 ) -> ApiResult<BTreeSet<String>> {
-    let joined: Vec<String> = memberships
-        .iter()
-        .filter(|m| m.membership == "join")
-        .map(|m| m.room_id.clone())
-        .collect();
+    let joined = memberships.iter().filter(|m| m.membership == "join");
     if w.initial {
-        return Ok(joined.into_iter().collect());
+        return Ok(joined.map(|m| m.room_id.clone()).collect());
     }
-    let mut active: BTreeSet<String> = hs
-        .store
-        .rooms_with_events(&joined, w.from, w.to)?
-        .into_iter()
-        .collect();
-    active.extend(
-        hs.store
-            .receipts_since(&joined, w.from, w.to)?
-            .into_iter()
-            .map(|r| r.room_id),
-    );
+    let mut active: BTreeSet<String> = match changes {
+        Some(ch) => joined
+            .filter(|m| ch.rooms.contains(&m.room_id))
+            .map(|m| m.room_id.clone())
+            .collect(),
+        None => {
+            let joined: Vec<String> = joined.map(|m| m.room_id.clone()).collect();
+            let mut active: BTreeSet<String> = hs
+                .store
+                .rooms_with_events(&joined, w.from, w.to)?
+                .into_iter()
+                .collect();
+            active.extend(
+                hs.store
+                    .receipts_since(&joined, w.from, w.to)?
+                    .into_iter()
+                    .map(|r| r.room_id),
+            );
+            active
+        }
+    };
     active.extend(
         hs.store
             .account_data_since(&auth.user_id, w.from, w.to)?
@@ -481,10 +533,16 @@ fn active_rooms(
             .map(|(room, _, _)| room)
             .filter(|r| !r.is_empty()),
     );
+    let joined_now: std::collections::HashSet<&str> = memberships
+        .iter()
+        .filter(|m| m.membership == "join")
+        .map(|m| m.room_id.as_str())
+        .collect();
     active.extend(
-        joined
+        hs.typing
+            .rooms_changed_since(w.typing_from)
             .into_iter()
-            .filter(|r| hs.typing.changed_since(r, w.typing_from).is_some()),
+            .filter(|r| joined_now.contains(r.as_str())),
     );
     Ok(active)
 }

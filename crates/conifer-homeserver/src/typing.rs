@@ -70,6 +70,18 @@ impl Typing {
         (*changed > since).then(|| users.keys().cloned().collect())
     }
 
+    /// The rooms whose typing changed after `since` (only rooms where
+    /// someone typed are kept, so this does not grow with all rooms).
+    pub fn rooms_changed_since(&self, since: u64) -> Vec<String> {
+        self.expire();
+        let rooms = self.rooms.lock();
+        rooms
+            .iter()
+            .filter(|(_, (changed, _))| *changed > since)
+            .map(|(room, _)| room.clone())
+            .collect()
+    }
+
     pub fn serial(&self) -> u64 {
         self.expire();
         *self.serial.borrow()

@@ -203,3 +203,72 @@ async fn messages_wake_only_the_long_polls_of_room_members() {
         h.abort();
     }
 }
+
+/// Issue 18: "The store's blocking calls off the async workers". A write
+/// waits for the store's writer thread and its commit; while it waits (here
+/// for as long as another connection holds the database's write lock), the
+/// runtime worker it ran on must go on serving other requests — with one
+/// worker thread, a write blocking it would stop the whole server (and an
+/// overlay driver sharing the runtime).
+#[tokio::test(flavor = "multi_thread", worker_threads = 1)]
+async fn a_write_waiting_for_the_database_leaves_the_worker_serving() {
+    let s = TestServer::start().await;
+    let ann = s.register("ann").await;
+    let room = s
+        .create_room(&ann, json!({ "preset": "private_chat" }))
+        .await;
+
+    let db = rusqlite::Connection::open(s.dir.path().join("homeserver.db")).unwrap();
+    db.execute_batch("BEGIN IMMEDIATE").unwrap();
+    let sender = {
+        let (url, http, token, room) = (
+            s.url.clone(),
+            s.http.clone(),
+            ann.token.clone(),
+            common::enc(&room),
+        );
+        tokio::spawn(async move {
+            http.put(format!(
+                "{url}/_matrix/client/v3/rooms/{room}/send/m.room.message/t1"
+            ))
+            .bearer_auth(token)
+            .json(&json!({ "msgtype": "m.text", "body": "held" }))
+            .send()
+            .await
+            .unwrap()
+            .status()
+            .as_u16()
+        })
+    };
+    // Let the send reach the writer and wait there.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert!(
+        !sender.is_finished(),
+        "the send should still wait for the lock (finished: the worker was blocked until the store gave up)"
+    );
+
+    let started = std::time::Instant::now();
+    let (status, _) = s.get("/_matrix/client/versions", &ann.token).await;
+    assert_eq!(status, 200);
+    let (status, who) = s.get("/_matrix/client/v3/account/whoami", &ann.token).await;
+    assert_eq!(
+        (status, who["user_id"].as_str()),
+        (200, Some(ann.user_id.as_str()))
+    );
+    let waited = started.elapsed();
+    assert!(
+        !sender.is_finished(),
+        "the send finished before the lock was released"
+    );
+    // The store's busy timeout is 10 s: answers behind the blocked write
+    // would have taken that long.
+    assert!(
+        waited < std::time::Duration::from_secs(5),
+        "other requests waited {waited:?} behind a write"
+    );
+
+    db.execute_batch("COMMIT").unwrap();
+    assert_eq!(sender.await.unwrap(), 200, "the held send goes through");
+    let sync = s.sync(&ann, None, 0).await;
+    assert!(timeline_bodies(&sync, &room).contains(&"held".to_owned()));
+}

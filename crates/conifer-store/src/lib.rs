@@ -42,6 +42,24 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// Runs a blocking step (a store call that waits for the disk or for the
+/// writer thread, or a computation made of many store reads) without holding
+/// up the async runtime around it: on a multi-threaded tokio runtime the
+/// worker first hands its queued tasks (other requests, the overlay driver)
+/// to another thread ([`tokio::task::block_in_place`]); on any other thread,
+/// including a current-thread runtime, it simply runs.
+///
+/// Handing a worker off costs about 10 µs, so this wraps coarse steps: a
+/// write's wait for its commit, a whole `/sync` computation; not each small
+/// read, which WAL mode never makes wait for a lock.
+pub fn off_runtime<R>(f: impl FnOnce() -> R) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        _ => f(),
+    }
+}
+
 /// See [`StreamStore::set_commit_hook`].
 pub type CommitHook = std::sync::Arc<dyn Fn(&[(u64, Audience)]) + Send + Sync>;
 
@@ -278,6 +296,9 @@ pub trait RoomStore: Send + Sync {
     fn first_join(&self, room_id: &str, user_id: &str) -> Result<Option<u64>>;
     /// Users sharing at least one joined room with `user_id` (including itself).
     fn users_sharing_rooms(&self, user_id: &str) -> Result<Vec<String>>;
+    /// Whether two users are both joined to at least one room (true for a
+    /// user and itself when it is in any room).
+    fn share_a_room(&self, a: &str, b: &str) -> Result<bool>;
 }
 
 /// Everything else a `/sync` streams: account data, receipts, to-device

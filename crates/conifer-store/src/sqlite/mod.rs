@@ -111,7 +111,9 @@ impl SqliteStore {
             .unwrap()
             .send(job)
             .map_err(|_| StoreError::WriterGone)?;
-        reply_rx.recv().map_err(|_| StoreError::WriterGone)?
+        // Waiting for the group commit (and its fsync) is the slow part of a
+        // write: other tasks of this worker move on meanwhile.
+        crate::off_runtime(|| reply_rx.recv()).map_err(|_| StoreError::WriterGone)?
     }
 
     /// Runs `f` on a pooled read connection.
@@ -270,12 +272,13 @@ fn open_connection(path: &Path, read_only: bool) -> Result<Connection> {
 }
 
 /// Schema steps: step N takes a database from version N to N + 1.
-const MIGRATIONS: [&str; 5] = [
+const MIGRATIONS: [&str; 6] = [
     include_str!("schema.sql"),
     include_str!("schema_v2.sql"),
     include_str!("schema_v3.sql"),
     include_str!("schema_v4.sql"),
     include_str!("schema_v5.sql"),
+    include_str!("schema_v6.sql"),
 ];
 
 fn migrate(conn: &mut Connection) -> Result<()> {

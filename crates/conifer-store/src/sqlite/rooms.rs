@@ -294,8 +294,16 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
         let mut ins = c.prepare_cached(
             "INSERT OR IGNORE INTO notifications(user_id, room_nid, stream_pos, highlight) VALUES (?1, ?2, ?3, ?4)",
         )?;
+        let mut count = c.prepare_cached(
+            "INSERT INTO unread_counts(user_id, room_nid, read_pos, notifs, highlights) VALUES (?1, ?2, 0, 1, ?4)
+             ON CONFLICT(user_id, room_nid) DO UPDATE SET
+               notifs = notifs + (?3 > read_pos),
+               highlights = highlights + (CASE WHEN ?3 > read_pos THEN ?4 ELSE 0 END)",
+        )?;
         for (user, highlight) in &ev.notify {
-            ins.execute(params![user, room, stream_pos as i64, highlight])?;
+            if ins.execute(params![user, room, stream_pos as i64, highlight])? == 1 {
+                count.execute(params![user, room, stream_pos as i64, highlight])?;
+            }
         }
     }
     if let Some((destinations, pdu)) = &ev.outbox {
@@ -907,6 +915,19 @@ impl RoomStore for SqliteStore {
             )?;
             let rows = st.query_map([user_id], |r| r.get(0))?;
             Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
+    fn share_a_room(&self, a: &str, b: &str) -> Result<bool> {
+        self.read(|c| {
+            Ok(cached_row(
+                c,
+                "SELECT EXISTS(SELECT 1 FROM memberships mine JOIN memberships other ON other.room_nid = mine.room_nid
+                 WHERE mine.user_id = ?1 AND mine.membership = 'join'
+                   AND other.user_id = ?2 AND other.membership = 'join')",
+                [a, b],
+                |r| r.get(0),
+            )?)
         })
     }
 }

@@ -107,6 +107,23 @@ impl StreamStore for SqliteStore {
                     p as i64
                 ],
             )?;
+            if matches!(receipt.receipt_type.as_str(), "m.read" | "m.read.private") {
+                // The read position moved: count what is left after it.
+                cached_exec(c,
+                    "INSERT INTO unread_counts(user_id, room_nid, read_pos, notifs, highlights)
+                     SELECT ?1, ro.nid, rp.p,
+                       (SELECT COUNT(*) FROM notifications n
+                        WHERE n.user_id = ?1 AND n.room_nid = ro.nid AND n.stream_pos > rp.p),
+                       (SELECT COALESCE(SUM(n.highlight), 0) FROM notifications n
+                        WHERE n.user_id = ?1 AND n.room_nid = ro.nid AND n.stream_pos > rp.p)
+                     FROM rooms ro, (SELECT COALESCE(MAX(event_pos), 0) AS p FROM receipts
+                        WHERE room_id = ?2 AND user_id = ?1 AND receipt_type IN ('m.read', 'm.read.private')) rp
+                     WHERE ro.room_id = ?2
+                     ON CONFLICT(user_id, room_nid) DO UPDATE SET read_pos = excluded.read_pos,
+                       notifs = excluded.notifs, highlights = excluded.highlights",
+                    params![receipt.user_id, receipt.room_id],
+                )?;
+            }
             Ok(p)
         })
     }
@@ -218,16 +235,16 @@ impl StreamStore for SqliteStore {
     }
 
     fn notification_counts(&self, room_id: &str, user_id: &str) -> Result<(u64, u64)> {
-        let read = self.read_position(room_id, user_id)?.unwrap_or(0);
         self.read(|c| {
-            let (n, h): (i64, Option<i64>) = cached_row(
+            let counts: Option<(i64, i64)> = optional(cached_row(
                 c,
-                "SELECT COUNT(*), SUM(highlight) FROM notifications WHERE user_id = ?1
-                 AND room_nid = (SELECT nid FROM rooms WHERE room_id = ?2) AND stream_pos > ?3",
-                params![user_id, room_id, read as i64],
+                "SELECT notifs, highlights FROM unread_counts
+                 WHERE user_id = ?1 AND room_nid = (SELECT nid FROM rooms WHERE room_id = ?2)",
+                params![user_id, room_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            Ok((n as u64, h.unwrap_or(0) as u64))
+            ))?;
+            let (n, h) = counts.unwrap_or((0, 0));
+            Ok((n.max(0) as u64, h.max(0) as u64))
         })
     }
 
