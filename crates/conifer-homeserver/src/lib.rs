@@ -18,6 +18,7 @@ pub mod federation;
 mod format;
 mod history;
 mod media;
+mod memberships;
 pub mod panic_guard;
 mod password;
 mod push;
@@ -78,6 +79,8 @@ pub struct Homeserver {
     /// Long-polls waiting for something to show, woken by the store's
     /// commit hook.
     pub(crate) waiters: Arc<waiters::Waiters>,
+    /// Each user's memberships between syncs (`memberships.rs`).
+    pub(crate) memberships: memberships::MembershipCache,
     /// `/sync` responses computed (initial, woken and timed-out alike).
     sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
@@ -187,6 +190,7 @@ impl Homeserver {
             config,
             sync_computations: Default::default(),
             waiters,
+            memberships: Default::default(),
             lazy_members_sent: Mutex::new(hashlink::LruCache::new(LAZY_MEMBER_ROOMS)),
             _data_lock: data_lock,
         }))

@@ -251,10 +251,9 @@ impl Listener {
             user: auth.user_id.clone(),
             device: auth.device_id.clone(),
             rooms: hs
-                .store
-                .user_memberships(&auth.user_id)?
-                .into_iter()
-                .map(|m| m.room_id)
+                .memberships_of(&auth.user_id)?
+                .iter()
+                .map(|m| m.room_id.clone())
                 .collect(),
             sharing: hs
                 .store
@@ -342,7 +341,7 @@ fn compute(
     };
     let filter = &req.filter;
 
-    let memberships = hs.store.user_memberships(user)?;
+    let memberships = hs.memberships_of(user)?;
     let changes = if w.initial {
         None
     } else {
@@ -354,7 +353,7 @@ fn compute(
     let mut knock = Map::new();
 
     let active = active_rooms(hs, auth, &memberships, &w, changes.as_ref())?;
-    for m in &memberships {
+    for m in memberships.iter() {
         if !filter.wants_room(&m.room_id) || m.stream_pos > w.to {
             continue;
         }

@@ -208,7 +208,8 @@ pub struct RemoteInvite {
 pub enum Audience {
     /// The room's members (events, receipts).
     Room(String),
-    /// One user (account data, invites, the target of a membership event).
+    /// One user (account data, invites, the target of a membership event,
+    /// any other change of the user's membership in a room).
     User(String),
     /// One device of a user (to-device messages).
     Device(String, String),

@@ -372,6 +372,7 @@ async fn forget(hs: Hs, auth: Auth, Path(room): Path<String>) -> Resp {
         None => Err(MatrixError::not_found("you were never in this room")),
         Some(_) => {
             hs.store.forget_room(&room, &auth.user_id)?;
+            hs.memberships.forget(&auth.user_id);
             Ok(Json(json!({})))
         }
     }

@@ -166,6 +166,8 @@ fn group_from_full(c: &Connection, room: i64, base: i64, full: &StateList) -> Re
 /// The state groups of an event off the current state: its state before
 /// (with the event on top if it is a state event) becomes its group, and
 /// the resolved state the room's; memberships follow the room's new state.
+/// A membership that changes this way concerns its user (as any membership
+/// event does): it takes the event's position too.
 fn persist_fork_state(
     c: &Connection,
     room: i64,
@@ -173,6 +175,7 @@ fn persist_fork_state(
     event_nid: i64,
     ev: &NewEvent,
     fork: &ForkState,
+    (pos, stream_pos): (&Positions, u64),
 ) -> Result<i64> {
     let current =
         current.ok_or_else(|| StoreError::Corrupt(format!("room {} has no state", ev.room_id)))?;
@@ -211,6 +214,7 @@ fn persist_fork_state(
              ON CONFLICT(room_nid, user_id) DO UPDATE SET membership = excluded.membership, event_nid = excluded.event_nid",
             params![room, key, membership, member_nid],
         )?;
+        pos.also(stream_pos, Audience::User(key.clone()));
     }
     Ok(after)
 }
@@ -245,7 +249,7 @@ fn persist(c: &Connection, pos: &Positions, ev: NewEvent) -> Result<PersistedEve
     })?;
     let event_nid = c.last_insert_rowid();
     let state_group = if let Some(fork) = &ev.fork {
-        persist_fork_state(c, room, current, event_nid, &ev, fork)?
+        persist_fork_state(c, room, current, event_nid, &ev, fork, (pos, stream_pos))?
     } else {
         match &ev.state_key {
             Some(sk) => {
@@ -412,7 +416,14 @@ impl RoomStore for SqliteStore {
             cached_exec(c, "UPDATE rooms SET state_group = ?2 WHERE nid = ?1", [room, group])?;
             // An invite that brought the user here is answered.
             super::invites::delete(c, &room_id, &join.sender)?;
-            persist(c, pos, join)
+            let persisted = persist(c, pos, join)?;
+            // Memberships adopted with the room's state concern their users.
+            for (kind, key, _) in &state {
+                if kind == "m.room.member" {
+                    pos.also(persisted.stream_pos, Audience::User(key.clone()));
+                }
+            }
+            Ok(persisted)
         })
     }
 
