@@ -19,7 +19,7 @@ use conifer_rooms::ruma::serde::Base64;
 use conifer_rooms::ruma::signatures::PublicKeyMap;
 use conifer_rooms::Pdu;
 use serde_json::{json, Map, Value};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
 
 pub async fn send_transaction(
@@ -27,12 +27,21 @@ pub async fn send_transaction(
     Path(txn_id): Path<String>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
+    // As Synapse: a body that is not a transaction, or whose `origin` is not
+    // the server that signed the request, is 400 `M_BAD_JSON`.
+    if let Some(body) = &auth.body {
+        let not_a_list = |key: &str| body.get(key).is_some_and(|v| !v.is_array());
+        if !body.is_object() || not_a_list("pdus") || not_a_list("edus") {
+            return Err(MatrixError::bad_json(
+                "a transaction is an object with lists of pdus and edus",
+            ));
+        }
+    }
     let InboundTransaction { pdus, edus } = parse_transaction(auth.body.as_ref(), &auth.origin)
         .map_err(|e| match e {
-            TransactionError::WrongOrigin => MatrixError::forbidden(e.to_string()),
-            TransactionError::MissingBody | TransactionError::TooLarge => {
-                MatrixError::bad_json(e.to_string())
-            }
+            TransactionError::WrongOrigin
+            | TransactionError::MissingBody
+            | TransactionError::TooLarge => MatrixError::bad_json(e.to_string()),
         })?;
     if !hs.store.record_inbound_txn(&auth.origin, &txn_id)? {
         return Ok(Json(json!({ "pdus": {} }))); // Already processed: idempotent.
@@ -40,8 +49,20 @@ pub async fn send_transaction(
     // Signatures and hashes first (no room lock needed), then the auth
     // rules and storage in the order sent.
     let mut checked = Vec::with_capacity(pdus.len());
+    let mut acl = AclMemo::default();
     for pdu in pdus {
-        checked.push(checked_pdu(&hs, pdu).await);
+        let (id, mut outcome) = checked_pdu(&hs, pdu).await;
+        // Server ACLs apply to `/send` "on a per-PDU basis": a PDU of a room
+        // that denies the origin is dropped.
+        if let Ok(Some((room_id, _))) = &outcome {
+            if !acl.allows(&hs, room_id, &auth.origin) {
+                outcome = Err(format!(
+                    "M_FORBIDDEN: {} is denied by the server ACL of {room_id}",
+                    auth.origin
+                ));
+            }
+        }
+        checked.push((id, outcome));
     }
     let mut results = Map::new();
     for (id, outcome) in super::ingest::accept_in_order(&hs, checked, &auth.origin).await {
@@ -55,7 +76,7 @@ pub async fn send_transaction(
         results.insert(id, entry);
     }
     for edu in edus {
-        receive_edu(&hs, &auth.origin, &edu);
+        receive_edu(&hs, &auth.origin, &edu, &mut acl);
     }
     Ok(Json(json!({ "pdus": results })))
 }
@@ -123,8 +144,26 @@ async fn signing_keys(hs: &Homeserver, pdu: &DecodedPdu) -> Result<PublicKeyMap,
     Ok(map)
 }
 
-/// Typing and read receipts from users of the sending server.
-fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value) {
+/// Whether rooms' server ACLs allow the origin of one transaction, each
+/// room looked up once.
+#[derive(Default)]
+struct AclMemo(HashMap<String, bool>);
+
+impl AclMemo {
+    fn allows(&mut self, hs: &Homeserver, room_id: &str, origin: &str) -> bool {
+        if let Some(allowed) = self.0.get(room_id) {
+            return *allowed;
+        }
+        // A room that cannot be read is not one to let anything into.
+        let allowed = hs.server_allowed_in(room_id, origin).unwrap_or(false);
+        self.0.insert(room_id.to_owned(), allowed);
+        allowed
+    }
+}
+
+/// Typing and read receipts from users of the sending server; those for a
+/// room whose server ACL denies the origin are dropped.
+fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value, acl: &mut AclMemo) {
     let from_origin = |user: &str| user.split_once(':').is_some_and(|(_, s)| s == origin);
     let content = &edu["content"];
     match edu.get("edu_type").and_then(Value::as_str) {
@@ -135,6 +174,7 @@ fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value) {
                 return;
             };
             if from_origin(user)
+                && acl.allows(hs, room, origin)
                 && matches!(
                     hs.membership(room, user).ok().flatten().as_deref(),
                     Some("join")
@@ -147,6 +187,9 @@ fn receive_edu(hs: &Homeserver, origin: &str, edu: &Value) {
         }
         Some("m.receipt") => {
             for (room, kinds) in content.as_object().into_iter().flatten() {
+                if !acl.allows(hs, room, origin) {
+                    continue;
+                }
                 for (kind, users) in kinds.as_object().into_iter().flatten() {
                     if kind != "m.read" {
                         continue;
