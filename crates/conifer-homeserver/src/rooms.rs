@@ -657,11 +657,7 @@ impl Homeserver {
     /// Redacting someone else's event needs the room's `redact` level. A
     /// redaction naming an event of another room is refused, local or
     /// received over federation.
-    fn check_redaction_allowed(
-        &self,
-        room_id: &str,
-        redaction: &Pdu,
-    ) -> ApiResult<()> {
+    fn check_redaction_allowed(&self, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
         let Some(target) = redaction
             .redacts
             .as_ref()

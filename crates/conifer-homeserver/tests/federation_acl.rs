@@ -184,27 +184,67 @@ async fn protected_endpoints(n: &Net, key: &ServerKey, user: &str) -> Vec<(Strin
     let version = n.one.hs.store.room(&n.room).unwrap().unwrap().version;
     // Reads first: an allowed server's send_leave below does take its user out.
     let requests: Vec<(&str, String, Option<Value>)> = vec![
-        ("GET", format!("/_matrix/federation/v1/state/{room}?event_id={ev}"), None),
-        ("GET", format!("/_matrix/federation/v1/state_ids/{room}?event_id={ev}"), None),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/state/{room}?event_id={ev}"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/state_ids/{room}?event_id={ev}"),
+            None,
+        ),
         ("GET", format!("/_matrix/federation/v1/event/{ev}"), None),
-        ("GET", format!("/_matrix/federation/v1/event_auth/{room}/{ev}"), None),
-        ("GET", format!("/_matrix/federation/v1/backfill/{room}?v={ev}&limit=10"), None),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/event_auth/{room}/{ev}"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/backfill/{room}?v={ev}&limit=10"),
+            None,
+        ),
         (
             "POST",
             format!("/_matrix/federation/v1/get_missing_events/{room}"),
             Some(json!({ "earliest_events": [], "latest_events": [some_event], "limit": 10 })),
         ),
-        ("GET", format!("/_matrix/federation/v1/make_join/{room}/{u}?ver={version}"), None),
-        ("GET", format!("/_matrix/federation/v1/make_leave/{room}/{u}"), None),
-        ("GET", format!("/_matrix/federation/v1/make_knock/{room}/{u}?ver={version}"), None),
-        ("PUT", format!("/_matrix/federation/v2/send_join/{room}/{join_id}"), Some(join)),
-        ("PUT", format!("/_matrix/federation/v1/send_knock/{room}/{knock_id}"), Some(knock)),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/make_join/{room}/{u}?ver={version}"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/make_leave/{room}/{u}"),
+            None,
+        ),
+        (
+            "GET",
+            format!("/_matrix/federation/v1/make_knock/{room}/{u}?ver={version}"),
+            None,
+        ),
+        (
+            "PUT",
+            format!("/_matrix/federation/v2/send_join/{room}/{join_id}"),
+            Some(join),
+        ),
+        (
+            "PUT",
+            format!("/_matrix/federation/v1/send_knock/{room}/{knock_id}"),
+            Some(knock),
+        ),
         (
             "PUT",
             format!("/_matrix/federation/v2/invite/{room}/{invite_id}"),
             Some(json!({ "room_version": version, "event": invite, "invite_room_state": [] })),
         ),
-        ("PUT", format!("/_matrix/federation/v2/send_leave/{room}/{leave_id}"), Some(leave)),
+        (
+            "PUT",
+            format!("/_matrix/federation/v2/send_leave/{room}/{leave_id}"),
+            Some(leave),
+        ),
     ];
     let mut out = Vec::new();
     for (method, uri, body) in requests {
@@ -217,7 +257,11 @@ async fn protected_endpoints(n: &Net, key: &ServerKey, user: &str) -> Vec<(Strin
 #[tokio::test]
 async fn a_denied_server_is_refused_on_every_entry_point_of_the_room() {
     let n = room_of_three().await;
-    set_acl(&n, json!({ "allow": ["*"], "deny": ["three.test"], "allow_ip_literals": false })).await;
+    set_acl(
+        &n,
+        json!({ "allow": ["*"], "deny": ["three.test"], "allow_ip_literals": false }),
+    )
+    .await;
 
     // Server-Server API, "Server Access Control Lists (ACLs)": "When a
     // remote server makes a request, it MUST be verified to be allowed by
@@ -237,7 +281,9 @@ async fn a_denied_server_is_refused_on_every_entry_point_of_the_room() {
     }
     // The same requests from an allowed server are not refused for the ACL.
     for (uri, status, r) in protected_endpoints(&n, &n.two.hs.key, BOB).await {
-        let acl_refusal = r["error"].as_str().is_some_and(|e| e.contains("server ACL"));
+        let acl_refusal = r["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("server ACL"));
         assert!(!acl_refusal, "{uri}: {status} {r}");
         if uri.contains("/state_ids/") || uri.contains("/event/") || uri.contains("/backfill/") {
             assert_eq!(status, 200, "{uri}: {r}");
@@ -255,7 +301,14 @@ async fn a_denied_servers_pdus_and_edus_are_dropped_while_others_are_accepted() 
     // "The following endpoint prefixes MUST be protected:
     // `/_matrix/federation/v1/send` (on a per-PDU basis)".
     let carol_msg = remote_event(&n, &n.three.hs.key, CAROL, message("from a denied server"));
-    let r = send(&n, &n.three.hs.key, "c1", vec![carol_msg, carol_before], vec![]).await;
+    let r = send(
+        &n,
+        &n.three.hs.key,
+        "c1",
+        vec![carol_msg, carol_before],
+        vec![],
+    )
+    .await;
     let verdicts = r["pdus"].as_object().unwrap();
     assert_eq!(verdicts.len(), 2, "{r}");
     for (id, verdict) in verdicts {
@@ -275,16 +328,33 @@ async fn a_denied_servers_pdus_and_edus_are_dropped_while_others_are_accepted() 
     }
 
     // EDUs of the room from the denied server are dropped too.
-    let typing = |user: &str| {
-        json!({ "edu_type": "m.typing", "content": { "room_id": n.room, "user_id": user, "typing": true } })
-    };
-    let receipt = |user: &str, event: &str| {
-        json!({ "edu_type": "m.receipt", "content": { &n.room: { "m.read": { user: { "event_ids": [event], "data": { "ts": 1 } } } } } })
-    };
+    let typing = |user: &str| json!({ "edu_type": "m.typing", "content": { "room_id": n.room, "user_id": user, "typing": true } });
+    let receipt = |user: &str, event: &str| json!({ "edu_type": "m.receipt", "content": { &n.room: { "m.read": { user: { "event_ids": [event], "data": { "ts": 1 } } } } } });
     let some_event = n.one.hs.store.forward_extremities(&n.room).unwrap()[0].clone();
-    send(&n, &n.three.hs.key, "c2", vec![], vec![typing(CAROL), receipt(CAROL, &some_event)]).await;
-    send(&n, &n.two.hs.key, "b2", vec![], vec![typing(BOB), receipt(BOB, &some_event)]).await;
-    let (status, sync) = client(&n.one.hs, "GET", "/_matrix/client/v3/sync?timeout=0", "ann", None).await;
+    send(
+        &n,
+        &n.three.hs.key,
+        "c2",
+        vec![],
+        vec![typing(CAROL), receipt(CAROL, &some_event)],
+    )
+    .await;
+    send(
+        &n,
+        &n.two.hs.key,
+        "b2",
+        vec![],
+        vec![typing(BOB), receipt(BOB, &some_event)],
+    )
+    .await;
+    let (status, sync) = client(
+        &n.one.hs,
+        "GET",
+        "/_matrix/client/v3/sync?timeout=0",
+        "ann",
+        None,
+    )
+    .await;
     assert_eq!(status, 200, "{sync}");
     let ephemeral = sync["rooms"]["join"][&n.room]["ephemeral"]["events"]
         .as_array()
@@ -315,37 +385,74 @@ async fn answers_the_way_the_ecosystem_expects() {
     // room's current state.
     let early = remote_event(&n, two, BOB, message("sent before the ban"));
     let path = format!("/_matrix/client/v3/rooms/{}/ban", enc(&n.room));
-    let (status, r) = client(&n.one.hs, "POST", &path, "ann", Some(json!({ "user_id": BOB }))).await;
+    let (status, r) = client(
+        &n.one.hs,
+        "POST",
+        &path,
+        "ann",
+        Some(json!({ "user_id": BOB })),
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
     let r = send(&n, two, "s1", vec![early], vec![]).await;
-    assert_eq!(r["pdus"].as_object().unwrap().values().next(), Some(&json!({})), "{r}");
+    assert_eq!(
+        r["pdus"].as_object().unwrap().values().next(),
+        Some(&json!({})),
+        "{r}"
+    );
     // And an error for a malformed PDU, the rest of the transaction accepted.
     let carol_msg = remote_event(&n, &n.three.hs.key, CAROL, message("fine"));
     let malformed = json!({ "room_id": n.room, "type": "m.room.message", "sender": CAROL });
-    let r = send(&n, &n.three.hs.key, "s2", vec![malformed, carol_msg], vec![]).await;
+    let r = send(
+        &n,
+        &n.three.hs.key,
+        "s2",
+        vec![malformed, carol_msg],
+        vec![],
+    )
+    .await;
     let verdicts: Vec<&Value> = r["pdus"].as_object().unwrap().values().collect();
     assert_eq!(verdicts.len(), 2, "{r}");
-    assert_eq!(verdicts.iter().filter(|v| v["error"].is_string()).count(), 1, "{r}");
-    assert_eq!(verdicts.iter().filter(|v| **v == &json!({})).count(), 1, "{r}");
+    assert_eq!(
+        verdicts.iter().filter(|v| v["error"].is_string()).count(),
+        1,
+        "{r}"
+    );
+    assert_eq!(
+        verdicts.iter().filter(|v| **v == &json!({})).count(),
+        1,
+        "{r}"
+    );
 
     // 400 M_BAD_JSON for a body that is not a transaction and for an origin
     // that is not the signing server's.
     let three = &n.three.hs.key;
     for (txn, body) in [
-        ("j1", json!({ "origin": "three.test", "pdus": "not a list" })),
+        (
+            "j1",
+            json!({ "origin": "three.test", "pdus": "not a list" }),
+        ),
         ("j2", json!(["not", "an", "object"])),
         ("j3", json!({ "origin": "two.test", "pdus": [] })),
     ] {
         let uri = format!("/_matrix/federation/v1/send/{txn}");
         let (status, r) = signed_with(&n.net, three, "one.test", "PUT", &uri, Some(body)).await;
-        assert_eq!((status, r["errcode"].as_str()), (400, Some("M_BAD_JSON")), "{txn}: {r}");
+        assert_eq!(
+            (status, r["errcode"].as_str()),
+            (400, Some("M_BAD_JSON")),
+            "{txn}: {r}"
+        );
     }
 
     // 400 M_MISSING_PARAM for `/state` and `/state_ids` without `event_id`.
     for what in ["state", "state_ids"] {
         let uri = format!("/_matrix/federation/v1/{what}/{}", enc(&n.room));
         let (status, r) = signed(&n.net, three, "one.test", &uri).await;
-        assert_eq!((status, r["errcode"].as_str()), (400, Some("M_MISSING_PARAM")), "{r}");
+        assert_eq!(
+            (status, r["errcode"].as_str()),
+            (400, Some("M_MISSING_PARAM")),
+            "{r}"
+        );
     }
 
     // Another room on one.test that carol's server is not in.
@@ -359,7 +466,10 @@ async fn answers_the_way_the_ecosystem_expects() {
     .await;
     assert_eq!(status, 200, "{r}");
     let other = r["room_id"].as_str().unwrap().to_owned();
-    let path = format!("/_matrix/client/v3/rooms/{}/send/m.room.message/t1", enc(&other));
+    let path = format!(
+        "/_matrix/client/v3/rooms/{}/send/m.room.message/t1",
+        enc(&other)
+    );
     let (status, r) = client(
         &n.one.hs,
         "PUT",
@@ -371,19 +481,41 @@ async fn answers_the_way_the_ecosystem_expects() {
     assert_eq!(status, 200, "{r}");
     let secret = r["event_id"].as_str().unwrap().to_owned();
 
-    // `/event` and `/backfill` of another room's event answer as for an
-    // event that does not exist: nothing tells the asker it is there.
+    // `/backfill` from another room's event answers as for an event that
+    // does not exist: nothing tells the asker it is there.
     let unknown = "$doesnotexist";
-    for uri in [
-        format!("/_matrix/federation/v1/event/{}", enc(&secret)),
-        format!("/_matrix/federation/v1/backfill/{}?v={}&limit=5", enc(&n.room), enc(&secret)),
-    ] {
-        let (status, r) = signed(&n.net, three, "one.test", &uri).await;
-        let (s2, r2) = signed(&n.net, three, "one.test", &uri.replace(&enc(&secret), unknown)).await;
-        assert_eq!((status, &r), (s2, &r2), "{uri}");
-        assert_eq!((status, r["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "{uri}: {r}");
-        assert!(!r.to_string().contains("secret"));
-    }
+    let uri = format!(
+        "/_matrix/federation/v1/backfill/{}?v={}&limit=5",
+        enc(&n.room),
+        enc(&secret)
+    );
+    let (status, r) = signed(&n.net, three, "one.test", &uri).await;
+    let (s2, r2) = signed(
+        &n.net,
+        three,
+        "one.test",
+        &uri.replace(&enc(&secret), unknown),
+    )
+    .await;
+    assert_eq!((status, &r), (s2, &r2), "{uri}");
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{uri}: {r}"
+    );
+    // `/event` of a room the asker's server has nobody in is refused as
+    // Synapse refuses it (403 `M_FORBIDDEN`), with nothing of the event.
+    let uri = format!("/_matrix/federation/v1/event/{}", enc(&secret));
+    let (status, r) = signed(&n.net, three, "one.test", &uri).await;
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{r}"
+    );
+    assert!(
+        !r.to_string().contains("secret") && r.get("pdus").is_none(),
+        "{r}"
+    );
 
     // A redaction received over federation naming another room's event is
     // rejected, and the event stays as it was.
@@ -400,8 +532,14 @@ async fn answers_the_way_the_ecosystem_expects() {
     );
     let r = send(&n, three, "r1", vec![redaction], vec![]).await;
     let (id, verdict) = r["pdus"].as_object().unwrap().iter().next().unwrap();
-    assert!(verdict["error"].as_str().unwrap().contains("another room"), "{verdict}");
-    assert!(n.one.hs.store.event(id).unwrap().is_none(), "the redaction is not stored");
+    assert!(
+        verdict["error"].as_str().unwrap().contains("another room"),
+        "{verdict}"
+    );
+    assert!(
+        n.one.hs.store.event(id).unwrap().is_none(),
+        "the redaction is not stored"
+    );
     let kept = n.one.hs.store.event(&secret).unwrap().unwrap().value();
     assert_eq!(kept["content"]["body"], "secret");
 
@@ -417,5 +555,9 @@ async fn answers_the_way_the_ecosystem_expects() {
         n.one.hs.store.room(&n.room).unwrap().unwrap().version
     );
     let (status, r) = signed(&n.net, three, "one.test", &uri).await;
-    assert_eq!((status, r["errcode"].as_str()), (404, Some("M_NOT_FOUND")), "{r}");
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (404, Some("M_NOT_FOUND")),
+        "{r}"
+    );
 }

@@ -154,7 +154,10 @@ async fn a_remote_alias_resolves_through_its_server_and_joins_by_it() {
         enc("#x:two.test")
     );
     let (status, r) = signed(&n.net, &n.three.hs.key, "one.test", &foreign).await;
-    assert_eq!((status, r["errcode"].as_str()), (400, Some("M_INVALID_PARAM")));
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (400, Some("M_INVALID_PARAM"))
+    );
     let unknown = format!(
         "/_matrix/federation/v1/query/directory?room_alias={}",
         enc("#nothing:one.test")
@@ -168,7 +171,10 @@ async fn a_remote_alias_resolves_through_its_server_and_joins_by_it() {
         "/_matrix/federation/v1/query/directory",
     )
     .await;
-    assert_eq!((status, r["errcode"].as_str()), (400, Some("M_MISSING_PARAM")));
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (400, Some("M_MISSING_PARAM"))
+    );
 
     // A client asking for an unknown alias of another server, or of a
     // server that cannot be reached, gets 404.
@@ -220,9 +226,15 @@ async fn a_deleted_or_moved_remote_alias_is_not_served_from_a_cache() {
     .await;
     assert_eq!(status, 200, "{r}");
     let (status, r) = get_alias(&n.two.hs, "bob", alias).await;
-    assert_eq!((status, r["room_id"].as_str()), (200, Some(second.as_str())));
+    assert_eq!(
+        (status, r["room_id"].as_str()),
+        (200, Some(second.as_str()))
+    );
     let (status, r) = client(&n.two.hs, "POST", &join, "bob", Some(json!({}))).await;
-    assert_eq!((status, r["room_id"].as_str()), (200, Some(second.as_str())));
+    assert_eq!(
+        (status, r["room_id"].as_str()),
+        (200, Some(second.as_str()))
+    );
     assert_eq!(
         n.two.hs.membership(&first, BOB).unwrap(),
         None,
@@ -248,8 +260,18 @@ async fn canonical_alias_checks_aliases_of_other_servers_through_their_server() 
     let (status, r) = client(&n.one.hs, "POST", &join, "ann", Some(json!({}))).await;
     assert_eq!(status, 200, "{r}");
     // Ann gives it an alias on one.test, and another alias there points elsewhere.
-    let path = format!("/_matrix/client/v3/directory/room/{}", enc("#bobs:one.test"));
-    let (status, r) = client(&n.one.hs, "PUT", &path, "ann", Some(json!({ "room_id": room }))).await;
+    let path = format!(
+        "/_matrix/client/v3/directory/room/{}",
+        enc("#bobs:one.test")
+    );
+    let (status, r) = client(
+        &n.one.hs,
+        "PUT",
+        &path,
+        "ann",
+        Some(json!({ "room_id": room })),
+    )
+    .await;
     assert_eq!(status, 200, "{r}");
     room_with_alias(&n.one.hs, "ann", "elsewhere").await;
 
@@ -280,7 +302,8 @@ async fn canonical_alias_checks_aliases_of_other_servers_through_their_server() 
             "{wrong}: {r}"
         );
     }
-    let (status, r) = put(json!({ "alias": "#bobs:one.test", "alt_aliases": ["#bobs:one.test"] })).await;
+    let (status, r) =
+        put(json!({ "alias": "#bobs:one.test", "alt_aliases": ["#bobs:one.test"] })).await;
     assert_eq!(status, 200, "{r}");
 
     // "Servers do not validate aliases which are being removed or are

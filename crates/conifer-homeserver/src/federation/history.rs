@@ -78,12 +78,9 @@ pub async fn event(
         .as_ref()
         .map(|r| r.to_string())
         .ok_or_else(|| MatrixError::not_found("unknown event"))?;
-    // A server with nobody in the event's room learns nothing of it: the
-    // answer is the one for an unknown event.
-    if !has_member(&hs, &room, &auth.origin)? {
-        return Err(MatrixError::not_found("unknown event"));
-    }
-    hs.check_server_acl(&room, &auth.origin)?;
+    // As Synapse: a server with nobody in the event's room is refused (403,
+    // and nothing of the event).
+    require_in_room(&hs, &room, &auth.origin)?;
     let pdus = hs.pdus_for_server(&auth.origin, &[pdu])?;
     Ok(Json(
         json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": pdus }),
