@@ -115,7 +115,10 @@ async fn canonical_alias_must_name_aliases_of_the_room() {
         json!({ "alias": ours, "alt_aliases": [remote] }),
     )
     .await;
-    assert_eq!((status, body["errcode"].as_str()), (400, Some("M_BAD_ALIAS")));
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_ALIAS"))
+    );
     let (status, _) = set_state(
         &s,
         &ann,

@@ -4,7 +4,12 @@
 //! signatures, content hash (a mismatch means the event is redacted before
 //! anything else looks at it), the auth rules against its own auth events,
 //! then against the state before it (inside the room's lock, like local
-//! events). Rejected PDUs are answered with an error and never stored.
+//! events). Rejected PDUs are never stored.
+//!
+//! The answer, as Synapse gives it: `{}` for each PDU accepted, soft-failed
+//! or rejected by the auth rules (it was processed), and an error only for
+//! a PDU that could not be taken in at all: malformed, badly signed, of a
+//! room this server is not in, or from a server the room's ACL denies.
 
 use super::FederationAuth;
 use crate::client::Hs;
@@ -64,13 +69,20 @@ pub async fn send_transaction(
         }
         checked.push((id, outcome));
     }
+    // Which PDUs failed before the auth rules (in order, as the verdicts come).
+    let refused: Vec<bool> = checked.iter().map(|(_, c)| c.is_err()).collect();
     let mut results = Map::new();
-    for (id, outcome) in super::ingest::accept_in_order(&hs, checked, &auth.origin).await {
+    let verdicts = super::ingest::accept_in_order(&hs, checked, &auth.origin).await;
+    for ((id, outcome), refused) in verdicts.into_iter().zip(refused) {
         let entry = match outcome {
             Ok(()) => json!({}),
+            Err(e) if refused => {
+                tracing::info!(origin = %auth.origin, event = %id, error = %e, "refused a PDU");
+                json!({ "error": e })
+            }
             Err(e) => {
                 tracing::info!(origin = %auth.origin, event = %id, error = %e, "rejected a PDU");
-                json!({ "error": e })
+                json!({})
             }
         };
         results.insert(id, entry);
