@@ -559,3 +559,59 @@ async fn answers_the_way_the_ecosystem_expects() {
         "{r}"
     );
 }
+
+#[tokio::test]
+async fn acl_matching_ignores_ports_and_can_refuse_ip_literals() {
+    let n = room_of_three().await;
+    let evil = server("evil.test:8448", "k4", 4, &n.net);
+    let literal = server("127.0.0.1:8448", "k5", 5, &n.net);
+    let version = n.one.hs.store.room(&n.room).unwrap().unwrap().version;
+    let make_join = |user: &str| {
+        format!(
+            "/_matrix/federation/v1/make_join/{}/{}?ver={version}",
+            enc(&n.room),
+            enc(user)
+        )
+    };
+    let (evil_user, literal_user) = ("@eve:evil.test:8448", "@ip:127.0.0.1:8448");
+
+    // "When comparing against the server ACLs, the suspect server's port
+    // number must not be considered. Therefore `evil.com`, `evil.com:8448`,
+    // and `evil.com:1234` would all match rules that apply to `evil.com`".
+    set_acl(&n, json!({ "allow": ["*"], "deny": ["evil.test"] })).await;
+    let (status, r) = signed(&n.net, &evil.hs.key, "one.test", &make_join(evil_user)).await;
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{r}"
+    );
+    let (status, r) = signed(
+        &n.net,
+        &literal.hs.key,
+        "one.test",
+        &make_join(literal_user),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "IP literals are allowed unless the ACL says otherwise: {r}"
+    );
+
+    // "If the server name is an IP address (v4 or v6) literal, and
+    // `allow_ip_literals` is present and `false`, deny."
+    set_acl(&n, json!({ "allow": ["*"], "allow_ip_literals": false })).await;
+    let (status, r) = signed(
+        &n.net,
+        &literal.hs.key,
+        "one.test",
+        &make_join(literal_user),
+    )
+    .await;
+    assert_eq!(
+        (status, r["errcode"].as_str()),
+        (403, Some("M_FORBIDDEN")),
+        "{r}"
+    );
+    let (status, r) = signed(&n.net, &evil.hs.key, "one.test", &make_join(evil_user)).await;
+    assert_eq!(status, 200, "no longer denied: {r}");
+}
