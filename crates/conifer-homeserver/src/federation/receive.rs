@@ -56,18 +56,23 @@ pub async fn send_transaction(
     let mut checked = Vec::with_capacity(pdus.len());
     let mut acl = AclMemo::default();
     for pdu in pdus {
-        let (id, mut outcome) = checked_pdu(&hs, pdu).await;
         // Server ACLs apply to `/send` "on a per-PDU basis": a PDU of a room
-        // that denies the origin is dropped.
-        if let Ok(Some((room_id, _))) = &outcome {
-            if !acl.allows(&hs, room_id, &auth.origin) {
-                outcome = Err(format!(
+        // that denies the origin is dropped before anything is fetched for it.
+        let denied = pdu
+            .get("room_id")
+            .and_then(Value::as_str)
+            .filter(|room| !acl.allows(&hs, room, &auth.origin))
+            .map(str::to_owned);
+        checked.push(match denied {
+            Some(room_id) => (
+                event_id_of(&hs, &room_id, pdu),
+                Err(format!(
                     "M_FORBIDDEN: {} is denied by the server ACL of {room_id}",
                     auth.origin
-                ));
-            }
-        }
-        checked.push((id, outcome));
+                )),
+            ),
+            None => checked_pdu(&hs, pdu).await,
+        });
     }
     // Which PDUs failed before the auth rules (in order, as the verdicts come).
     let refused: Vec<bool> = checked.iter().map(|(_, c)| c.is_err()).collect();
@@ -154,6 +159,17 @@ async fn signing_keys(hs: &Homeserver, pdu: &DecodedPdu) -> Result<PublicKeyMap,
         }
     }
     Ok(map)
+}
+
+/// A PDU's event ID under its room's version, or a placeholder.
+fn event_id_of(hs: &Homeserver, room_id: &str, pdu: Value) -> String {
+    let Some(version) = hs.room_version(room_id) else {
+        return "<unknown room>".into();
+    };
+    match decode_pdu(&version, pdu) {
+        Ok(decoded) => decoded.event_id,
+        Err((placeholder, _)) => placeholder,
+    }
 }
 
 /// Whether rooms' server ACLs allow the origin of one transaction, each
