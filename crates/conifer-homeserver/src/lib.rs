@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregations;
+mod aliases;
 pub mod client;
 pub mod config;
 mod device_lists;
@@ -24,12 +25,14 @@ mod password;
 mod push;
 mod ratelimit;
 mod rooms;
+mod server_acl;
 mod sync;
 mod typing;
 mod user_directory;
 mod visibility;
 mod waiters;
 
+pub use aliases::AliasTarget;
 pub use config::{Config, FederationConfig, OverlayConfig};
 pub use conifer_rooms::ruma::{OwnedServerName, ServerName};
 pub use error::{ApiResult, MatrixError};

@@ -265,7 +265,7 @@ impl Homeserver {
         let state = &cache.state;
         let kind = pdu.kind.to_string();
         if kind == "m.room.redaction" {
-            self.check_redaction_allowed(room_id, &pdu, forward)?;
+            self.check_redaction_allowed(room_id, &pdu)?;
         }
         let mut unsigned = serde_json::Map::new();
         if let Some(sk) = &pdu.state_key {
@@ -655,14 +655,9 @@ impl Homeserver {
     }
 
     /// Redacting someone else's event needs the room's `redact` level. A
-    /// local redaction naming an event of another room is refused; a remote
-    /// one is kept but does nothing (see [`Self::apply_redaction`]).
-    fn check_redaction_allowed(
-        &self,
-        room_id: &str,
-        redaction: &Pdu,
-        local: bool,
-    ) -> ApiResult<()> {
+    /// redaction naming an event of another room is refused, local or
+    /// received over federation.
+    fn check_redaction_allowed(&self, room_id: &str, redaction: &Pdu) -> ApiResult<()> {
         let Some(target) = redaction
             .redacts
             .as_ref()
@@ -671,12 +666,9 @@ impl Homeserver {
             return Ok(()); // Redacting an unknown event is allowed and does nothing.
         };
         if !in_room(&target, room_id) {
-            if local {
-                return Err(MatrixError::invalid_param(
-                    "cannot redact an event of another room",
-                ));
-            }
-            return Ok(());
+            return Err(MatrixError::invalid_param(
+                "cannot redact an event of another room",
+            ));
         }
         if target.sender == redaction.sender {
             return Ok(());

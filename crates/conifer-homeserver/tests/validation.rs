@@ -102,16 +102,30 @@ async fn canonical_alias_must_name_aliases_of_the_room() {
         (400, Some("M_INVALID_PARAM"))
     );
 
-    // The room's own alias is fine; an alias of another server is not
-    // looked up (only its syntax is checked).
+    // The room's own alias is fine; an alias of another server is asked of
+    // that server, and one that cannot be checked (this server does not
+    // federate) is refused (see tests/federation_aliases.rs for the rest).
     let remote = "#elsewhere:other.test";
-    let (status, _) = set_state(
+    let (status, body) = set_state(
         &s,
         &ann,
         &here,
         "m.room.canonical_alias",
         "",
         json!({ "alias": ours, "alt_aliases": [remote] }),
+    )
+    .await;
+    assert_eq!(
+        (status, body["errcode"].as_str()),
+        (400, Some("M_BAD_ALIAS"))
+    );
+    let (status, _) = set_state(
+        &s,
+        &ann,
+        &here,
+        "m.room.canonical_alias",
+        "",
+        json!({ "alias": ours }),
     )
     .await;
     assert_eq!(status, 200);

@@ -99,15 +99,8 @@ pub(crate) fn check_canonical_alias(
 }
 
 async fn get_alias(hs: Hs, Path(alias): Path<String>) -> Resp {
-    conifer_rooms::ruma::OwnedRoomAliasId::try_from(alias.as_str())
-        .map_err(|_| MatrixError::invalid_param("not a room alias"))?;
-    let a = hs
-        .store
-        .alias(&alias)?
-        .ok_or_else(|| MatrixError::not_found("room alias not found"))?;
-    Ok(Json(
-        json!({ "room_id": a.room_id, "servers": [hs.server_name] }),
-    ))
+    let a = hs.resolve_alias(&alias).await?;
+    Ok(Json(json!({ "room_id": a.room_id, "servers": a.servers })))
 }
 
 async fn put_alias(hs: Hs, auth: Auth, Path(alias): Path<String>, Body(body): Body<Value>) -> Resp {

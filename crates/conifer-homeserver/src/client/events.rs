@@ -330,12 +330,10 @@ async fn set_state(
         }
     }
     if kind == "m.room.canonical_alias" && key.is_empty() {
-        super::directory::check_canonical_alias(
-            hs,
-            room,
-            current.map(|p| p.content_value()),
-            &content,
-        )?;
+        let current = current.map(|p| p.content_value());
+        super::directory::check_canonical_alias(hs, room, current.clone(), &content)?;
+        hs.check_remote_aliases(room, current.as_ref(), &content)
+            .await?;
     }
     let template = EventTemplate {
         kind,

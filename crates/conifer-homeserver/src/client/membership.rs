@@ -289,8 +289,9 @@ async fn join_by_id_or_alias(
     RawQuery(query): RawQuery,
     Body(body): Body<Value>,
 ) -> Resp {
-    let room = resolve_room(&hs, &room)?;
-    join(&hs, &auth, &room, &body, via_servers(query)).await
+    let target = hs.resolve_room_or_alias(&room).await?;
+    let via = [target.servers, via_servers(query)].concat();
+    join(&hs, &auth, &target.room_id, &body, via).await
 }
 
 async fn join_by_id(hs: Hs, auth: Auth, Path(room): Path<String>, Body(body): Body<Value>) -> Resp {

@@ -20,13 +20,20 @@ use std::sync::Arc;
 /// Most events one backfill or missing-events answer carries.
 const MAX_EVENTS: usize = 100;
 
-fn require_in_room(hs: &Homeserver, room: &str, server: &str) -> Result<(), MatrixError> {
-    let present = hs
+/// Whether `server` has a joined member in the room.
+fn has_member(hs: &Homeserver, room: &str, server: &str) -> Result<bool, MatrixError> {
+    Ok(hs
         .store
         .room_members(room, Some("join"))?
         .iter()
-        .any(|(u, _)| u.split_once(':').is_some_and(|(_, s)| s == server));
-    if present {
+        .any(|(u, _)| u.split_once(':').is_some_and(|(_, s)| s == server)))
+}
+
+/// The server's ACL first ("The following endpoint prefixes MUST be
+/// protected"), then its membership.
+fn require_in_room(hs: &Homeserver, room: &str, server: &str) -> Result<(), MatrixError> {
+    hs.check_server_acl(room, server)?;
+    if has_member(hs, room, server)? {
         Ok(())
     } else {
         Err(MatrixError::forbidden(
@@ -35,14 +42,12 @@ fn require_in_room(hs: &Homeserver, room: &str, server: &str) -> Result<(), Matr
     }
 }
 
+/// An event of the room. An event of another room is answered exactly as
+/// an unknown one, so that nothing tells the asker it exists.
 fn event_in_room(hs: &Homeserver, room: &str, event: &str) -> Result<Arc<Pdu>, MatrixError> {
-    let pdu = hs
-        .cached_event(event)
-        .ok_or_else(|| MatrixError::not_found("unknown event"))?;
-    if pdu.room_id.as_ref().map(|r| r.as_str()) != Some(room) {
-        return Err(MatrixError::not_found("unknown event in this room"));
-    }
-    Ok(pdu)
+    hs.cached_event(event)
+        .filter(|pdu| pdu.room_id.as_ref().map(|r| r.as_str()) == Some(room))
+        .ok_or_else(|| MatrixError::not_found("unknown event"))
 }
 
 fn query_param(query: &Option<String>, key: &str) -> Vec<String> {
@@ -73,6 +78,8 @@ pub async fn event(
         .as_ref()
         .map(|r| r.to_string())
         .ok_or_else(|| MatrixError::not_found("unknown event"))?;
+    // As Synapse: a server with nobody in the event's room is refused (403,
+    // and nothing of the event).
     require_in_room(&hs, &room, &auth.origin)?;
     let pdus = hs.pdus_for_server(&auth.origin, &[pdu])?;
     Ok(Json(
@@ -155,9 +162,11 @@ pub async fn event_auth(
 }
 
 /// Walks back along `prev_events` from `from`, breadth first, not past
-/// `stop`, newest first; at most `limit` events.
+/// `stop`, newest first; at most `limit` events, all of `room` (a parent
+/// in another room is neither returned nor followed).
 fn walk_back(
     hs: &Homeserver,
+    room: &str,
     from: Vec<OwnedEventId>,
     stop: &HashSet<String>,
     limit: usize,
@@ -169,7 +178,7 @@ fn walk_back(
         if out.len() >= limit {
             break;
         }
-        let Some(pdu) = hs.cached_event(id.as_str()) else {
+        let Ok(pdu) = event_in_room(hs, room, id.as_str()) else {
             continue;
         };
         for prev in &pdu.prev_events {
@@ -200,7 +209,7 @@ pub async fn backfill(
     if from.is_empty() {
         return Err(MatrixError::missing_param("v"));
     }
-    let pdus = walk_back(&hs, from, &HashSet::new(), limit.min(MAX_EVENTS));
+    let pdus = walk_back(&hs, &room, from, &HashSet::new(), limit.min(MAX_EVENTS));
     let pdus = hs.pdus_for_server(&auth.origin, &pdus)?;
     Ok(Json(
         json!({ "origin": hs.server_name, "origin_server_ts": now_ms(), "pdus": pdus }),
@@ -237,7 +246,7 @@ pub async fn get_missing_events(
             );
         }
     }
-    let mut events: Vec<Arc<Pdu>> = walk_back(&hs, from, &earliest, limit)
+    let mut events: Vec<Arc<Pdu>> = walk_back(&hs, &room, from, &earliest, limit)
         .into_iter()
         .filter(|p| p.depth >= min_depth)
         .collect();

@@ -47,6 +47,7 @@ pub async fn invite_v2(
     Path((room, event_id)): Path<(String, String)>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
+    hs.check_server_acl(&room, &auth.origin)?;
     let body = auth
         .body
         .clone()

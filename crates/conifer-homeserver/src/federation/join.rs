@@ -19,6 +19,24 @@ fn server_of(user: &str) -> Option<&str> {
     user.split_once(':').map(|(_, s)| s)
 }
 
+/// The room, if this server is still in it (a local user is joined): a
+/// room this server left is as unknown to `make_*` as one it never had
+/// (404 `M_NOT_FOUND`, as Synapse answers).
+fn resident_room(hs: &Homeserver, room: &str) -> Result<conifer_store::RoomRecord, MatrixError> {
+    let not_here = || MatrixError::not_found("this server is not in that room");
+    let record = hs.store.room(room)?.ok_or_else(not_here)?;
+    let resident = hs
+        .store
+        .room_members(room, Some("join"))?
+        .iter()
+        .any(|(u, _)| hs.is_local(u));
+    if resident {
+        Ok(record)
+    } else {
+        Err(not_here())
+    }
+}
+
 pub async fn make_join(
     hs: Hs,
     path: Path<(String, String)>,
@@ -57,15 +75,13 @@ async fn make_membership(
     auth: FederationAuth,
     membership: &str,
 ) -> Result<Json<Value>, MatrixError> {
+    hs.check_server_acl(&room, &auth.origin)?;
     if server_of(&user) != Some(auth.origin.as_str()) {
         return Err(MatrixError::forbidden(format!(
             "the user to {membership} must be on the requesting server"
         )));
     }
-    let record = hs
-        .store
-        .room(&room)?
-        .ok_or_else(|| MatrixError::not_found("this server is not in that room"))?;
+    let record = resident_room(&hs, &room)?;
     // `ver` may repeat; a server that lists none only speaks room version 1.
     let versions: Vec<String> = query
         .unwrap_or_default()
@@ -158,15 +174,13 @@ pub async fn make_leave(
     Path((room, user)): Path<(String, String)>,
     auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
+    hs.check_server_acl(&room, &auth.origin)?;
     if server_of(&user) != Some(auth.origin.as_str()) {
         return Err(MatrixError::forbidden(
             "the leaving user must be on the requesting server",
         ));
     }
-    let record = hs
-        .store
-        .room(&room)?
-        .ok_or_else(|| MatrixError::not_found("this server is not in that room"))?;
+    let record = resident_room(&hs, &room)?;
     let v = hs.membership_template(&room, &user, "leave").await?;
     Ok(Json(json!({ "event": v, "room_version": record.version })))
 }
@@ -190,6 +204,7 @@ async fn accept_membership(
     auth: &FederationAuth,
     membership: &str,
 ) -> Result<(), MatrixError> {
+    hs.check_server_acl(room, &auth.origin)?;
     let event = auth
         .body
         .clone()

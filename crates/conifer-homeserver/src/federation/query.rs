@@ -3,7 +3,7 @@
 use super::FederationAuth;
 use crate::client::Hs;
 use crate::error::MatrixError;
-use axum::extract::Query;
+use crate::extract::Query;
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Value};
@@ -43,18 +43,17 @@ pub struct DirectoryQuery {
     room_alias: String,
 }
 
-/// Resolves one of our room aliases for another server.
+/// Resolves one of our room aliases for another server: "the mapped room
+/// ID and list of resident homeservers in the room". Aliases of other
+/// servers are not looked up on their behalf (400 `M_INVALID_PARAM`).
 pub async fn directory(
     hs: Hs,
     Query(q): Query<DirectoryQuery>,
     _auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    let alias = hs
-        .store
-        .alias(&q.room_alias)?
-        .ok_or_else(|| MatrixError::not_found("room alias not found"))?;
+    let target = hs.local_alias(&q.room_alias)?;
     Ok(Json(
-        json!({ "room_id": alias.room_id, "servers": [hs.server_name] }),
+        json!({ "room_id": target.room_id, "servers": target.servers }),
     ))
 }
 
