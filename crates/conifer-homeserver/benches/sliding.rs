@@ -25,7 +25,13 @@ struct Client {
 }
 
 impl Client {
-    async fn call(&self, method: &str, path: &str, token: Option<&str>, body: Option<Value>) -> Value {
+    async fn call(
+        &self,
+        method: &str,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> Value {
         let mut req = self
             .http
             .request(method.parse().unwrap(), format!("{}{}", self.url, path));
@@ -57,7 +63,10 @@ impl Client {
     async fn send(&self, token: &str, room: &str, n: u64, text: &str) {
         self.call(
             "PUT",
-            &format!("/_matrix/client/v3/rooms/{}/send/m.room.message/b{n}", enc(room)),
+            &format!(
+                "/_matrix/client/v3/rooms/{}/send/m.room.message/b{n}",
+                enc(room)
+            ),
             Some(token),
             Some(json!({ "msgtype": "m.text", "body": text })),
         )
@@ -85,7 +94,10 @@ fn ms(d: Duration) -> f64 {
 fn stats(mut v: Vec<f64>) -> (f64, f64) {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     let at = |p: f64| v[((v.len() - 1) as f64 * p).round() as usize];
-    ((at(0.5) * 100.0).round() / 100.0, (at(0.9) * 100.0).round() / 100.0)
+    (
+        (at(0.5) * 100.0).round() / 100.0,
+        (at(0.9) * 100.0).round() / 100.0,
+    )
 }
 
 #[tokio::main]
@@ -134,12 +146,18 @@ async fn main() {
             )
             .await;
         let room = r["room_id"].as_str().unwrap().to_owned();
-        c.call("POST", &format!("/_matrix/client/v3/join/{}", enc(&room)), Some(&bob), Some(json!({})))
-            .await;
+        c.call(
+            "POST",
+            &format!("/_matrix/client/v3/join/{}", enc(&room)),
+            Some(&bob),
+            Some(json!({})),
+        )
+        .await;
         for m in 0..messages {
             txn += 1;
             let who = if m % 2 == 0 { &ann } else { &bob };
-            c.send(who, &room, txn, &format!("message {m} in room {i}")).await;
+            c.send(who, &room, txn, &format!("message {m} in room {i}"))
+                .await;
         }
         rooms.push(room);
     }
@@ -155,14 +173,20 @@ async fn main() {
         "extensions": { "to_device": { "enabled": true }, "e2ee": { "enabled": true } }
     });
 
-    let (mut v3_initial, mut v3_incr, mut ss_initial, mut ss_incr) = (vec![], vec![], vec![], vec![]);
+    let (mut v3_initial, mut v3_incr, mut ss_initial, mut ss_incr) =
+        (vec![], vec![], vec![], vec![]);
     let (mut v3_bytes, mut ss_bytes) = (0usize, 0usize);
     for run in 0..runs {
         let room = &rooms[run * 7 % rooms.len()];
         // /v3/sync: initial, then incremental after one message.
         let t = Instant::now();
         let initial = c
-            .call("GET", &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"), Some(&ann), None)
+            .call(
+                "GET",
+                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}"),
+                Some(&ann),
+                None,
+            )
             .await;
         v3_initial.push(ms(t.elapsed()));
         v3_bytes = initial.to_string().len();
@@ -173,7 +197,10 @@ async fn main() {
         let incr = c
             .call(
                 "GET",
-                &format!("/_matrix/client/v3/sync?timeout=0&filter={filter}&since={}", enc(&since)),
+                &format!(
+                    "/_matrix/client/v3/sync?timeout=0&filter={filter}&since={}",
+                    enc(&since)
+                ),
                 Some(&ann),
                 None,
             )
@@ -183,7 +210,14 @@ async fn main() {
 
         // Sliding sync: a new connection, then incremental after one message.
         let t = Instant::now();
-        let initial = c.call("POST", &format!("{SS}?timeout=0"), Some(&ann), Some(ss_body.clone())).await;
+        let initial = c
+            .call(
+                "POST",
+                &format!("{SS}?timeout=0"),
+                Some(&ann),
+                Some(ss_body.clone()),
+            )
+            .await;
         ss_initial.push(ms(t.elapsed()));
         ss_bytes = initial.to_string().len();
         assert_eq!(initial["rooms"].as_object().unwrap().len(), 20.min(rooms_n));
@@ -192,7 +226,12 @@ async fn main() {
         c.send(&bob, room, txn, "new for sliding sync").await;
         let t = Instant::now();
         let incr = c
-            .call("POST", &format!("{SS}?timeout=0&pos={}", enc(&pos)), Some(&ann), Some(ss_body.clone()))
+            .call(
+                "POST",
+                &format!("{SS}?timeout=0&pos={}", enc(&pos)),
+                Some(&ann),
+                Some(ss_body.clone()),
+            )
             .await;
         ss_incr.push(ms(t.elapsed()));
         assert_eq!(incr["rooms"].as_object().unwrap().len(), 1, "{incr}");

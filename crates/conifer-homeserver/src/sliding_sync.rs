@@ -306,7 +306,11 @@ fn validate(req: &Request) -> ApiResult<()> {
             "at most {MAX_SUBSCRIPTIONS} room subscriptions"
         )));
     }
-    if req.conn_id.as_ref().is_some_and(|c| c.len() > MAX_CONN_ID_LEN) {
+    if req
+        .conn_id
+        .as_ref()
+        .is_some_and(|c| c.len() > MAX_CONN_ID_LEN)
+    {
         return Err(MatrixError::invalid_param(format!(
             "conn_id is longer than {MAX_CONN_ID_LEN} bytes"
         )));
@@ -326,7 +330,9 @@ fn validate(req: &Request) -> ApiResult<()> {
             ));
         }
         if list.room_details.required_state.len() > MAX_REQUIRED_STATE {
-            return Err(MatrixError::invalid_param("too many required_state entries"));
+            return Err(MatrixError::invalid_param(
+                "too many required_state entries",
+            ));
         }
     }
     if req
@@ -334,7 +340,9 @@ fn validate(req: &Request) -> ApiResult<()> {
         .values()
         .any(|s| s.required_state.len() > MAX_REQUIRED_STATE)
     {
-        return Err(MatrixError::invalid_param("too many required_state entries"));
+        return Err(MatrixError::invalid_param(
+            "too many required_state entries",
+        ));
     }
     Ok(())
 }
@@ -510,10 +518,7 @@ fn scan_for_bump(hs: &Homeserver, room: &str, from: u64, to: u64) -> ApiResult<O
         for e in &batch {
             newest.get_or_insert(e.stream_pos);
             let v = e.value();
-            if v["type"]
-                .as_str()
-                .is_some_and(|t| BUMP_TYPES.contains(&t))
-            {
+            if v["type"].as_str().is_some_and(|t| BUMP_TYPES.contains(&t)) {
                 return Ok(Some(e.stream_pos));
             }
         }
@@ -523,7 +528,11 @@ fn scan_for_bump(hs: &Homeserver, room: &str, from: u64, to: u64) -> ApiResult<O
             _ => return Ok(None),
         }
     }
-    Ok(if scanned >= BUMP_SCAN_LIMIT { newest } else { None })
+    Ok(if scanned >= BUMP_SCAN_LIMIT {
+        newest
+    } else {
+        None
+    })
 }
 
 /// Whether a room passes a list's filters ("All fields are applied with
@@ -533,8 +542,7 @@ fn passes(hs: &Homeserver, f: Option<&rq::ListFilters>, c: &Candidate) -> ApiRes
     if f.is_dm.is_some_and(|dm| dm != c.is_dm) {
         return Ok(false);
     }
-    if f
-        .is_invite
+    if f.is_invite
         .is_some_and(|inv| inv != (c.membership == "invite"))
     {
         return Ok(false);
@@ -578,10 +586,8 @@ fn compute(
     let mut response = Response::new(String::new());
 
     let candidates = candidates(hs, user, to, snapshot)?;
-    let by_id: HashMap<&str, &Candidate> = candidates
-        .iter()
-        .map(|c| (c.room_id.as_str(), c))
-        .collect();
+    let by_id: HashMap<&str, &Candidate> =
+        candidates.iter().map(|c| (c.room_id.as_str(), c)).collect();
 
     // Which rooms the lists and subscriptions select, with their combined
     // config, and which rooms each list's range holds.
@@ -623,7 +629,10 @@ fn compute(
             selected
                 .entry(room.to_string())
                 .or_default()
-                .combine(&RoomConfig::from_parts(sub.timeline_limit, &sub.required_state));
+                .combine(&RoomConfig::from_parts(
+                    sub.timeline_limit,
+                    &sub.required_state,
+                ));
         }
     }
 
@@ -670,7 +679,16 @@ fn compute(
     }
     evict_rooms(&mut next);
 
-    let ext = extensions(hs, auth, req, old, snapshot.is_none(), &list_rooms, &initial_rooms, to)?;
+    let ext = extensions(
+        hs,
+        auth,
+        req,
+        old,
+        snapshot.is_none(),
+        &list_rooms,
+        &initial_rooms,
+        to,
+    )?;
     let empty = response.rooms.is_empty()
         && ext.to_device.as_ref().is_none_or(|t| t.events.is_empty())
         && ext.e2ee.device_lists.is_empty()
@@ -700,13 +718,17 @@ fn evict_rooms(s: &mut Snapshot) {
     }
 }
 
+/// `(type, state_key)` → event ID.
+type StateMap = HashMap<(String, String), String>;
+
 /// The room state after the newest event at or before `pos`, and its group.
-fn state_at(
-    hs: &Homeserver,
-    room: &str,
-    pos: u64,
-) -> ApiResult<(Option<i64>, HashMap<(String, String), String>)> {
-    match hs.store.room_events(room, 0, pos, true, 1)?.into_iter().next() {
+fn state_at(hs: &Homeserver, room: &str, pos: u64) -> ApiResult<(Option<i64>, StateMap)> {
+    match hs
+        .store
+        .room_events(room, 0, pos, true, 1)?
+        .into_iter()
+        .next()
+    {
         Some(e) => Ok((Some(e.state_group), hs.store.state_at_group(e.state_group)?)),
         None => Ok((None, HashMap::new())),
     }
@@ -802,7 +824,10 @@ fn room_result(
     room.timeline = timeline;
     room.limited = limited;
     room.num_live = Some(uint(num_live));
-    let start = events.first().map(|e| e.stream_pos).unwrap_or(window_to + 1);
+    let start = events
+        .first()
+        .map(|e| e.stream_pos)
+        .unwrap_or(window_to + 1);
     room.prev_batch = Some(format!("t{}", start.saturating_sub(1)));
 
     // State: all of it for a room sent whole, what changed otherwise.
@@ -894,8 +919,7 @@ fn room_result(
         room.name = name.clone();
     }
     if changed(&avatar_key) {
-        let url = content_of(&avatar_key)?
-            .and_then(|c| c["url"].as_str().and_then(|u| OwnedMxcUri::try_from(u).ok()));
+        let url = content_of(&avatar_key)?.and_then(|c| c["url"].as_str().map(OwnedMxcUri::from));
         room.avatar = match url {
             Some(u) => JsOption::Some(u),
             None if sent.is_some() => JsOption::Null,
@@ -928,11 +952,10 @@ fn room_result(
                             continue;
                         };
                         let mut hero = rs::Hero::new(uid);
-                        if let Some(content) = content_of(&("m.room.member".to_owned(), u.clone()))? {
+                        if let Some(content) = content_of(&("m.room.member".to_owned(), u.clone()))?
+                        {
                             hero.name = content["displayname"].as_str().map(str::to_owned);
-                            hero.avatar = content["avatar_url"]
-                                .as_str()
-                                .and_then(|a| OwnedMxcUri::try_from(a).ok());
+                            hero.avatar = content["avatar_url"].as_str().map(OwnedMxcUri::from);
                         }
                         heroes.push(hero);
                     }
