@@ -23,6 +23,7 @@ mod password;
 mod push;
 mod ratelimit;
 mod rooms;
+mod sliding_sync;
 mod sync;
 mod typing;
 mod user_directory;
@@ -78,6 +79,8 @@ pub struct Homeserver {
     /// Long-polls waiting for something to show, woken by the store's
     /// commit hook.
     pub(crate) waiters: Arc<waiters::Waiters>,
+    /// Sliding-sync connections (what each has been sent) and bump stamps.
+    pub(crate) sliding: sliding_sync::Connections,
     /// `/sync` responses computed (initial, woken and timed-out alike).
     sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
@@ -186,6 +189,7 @@ impl Homeserver {
             media,
             config,
             sync_computations: Default::default(),
+            sliding: Default::default(),
             waiters,
             lazy_members_sent: Mutex::new(hashlink::LruCache::new(LAZY_MEMBER_ROOMS)),
             _data_lock: data_lock,
