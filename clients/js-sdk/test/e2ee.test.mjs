@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { EventType, Preset } from "matrix-js-sdk";
 import {
     homeserver, register, startClient, stopAll, waitForRoom, waitForInvite, waitForDecrypted,
-    rawMessages, request, waitFor,
+    rawMessages, request, ok, waitFor,
 } from "./lib.mjs";
 
 const HS = homeserver();
@@ -60,7 +60,24 @@ test("encrypted room: messages both ways, a later joiner sees no `joined`-visibi
         for (const [, , body] of exchange) assert.ok(!JSON.stringify(e).includes(body), "plaintext on the server");
     }
 
-    // carol is invited and joins after those three messages.
+    // An edit in the encrypted room: bob's SDK decrypts it and shows the new text on the
+    // original; the server bundles the (still encrypted) replacement with the original.
+    const { event_id: editId } = await alice.sendMessage(roomId, {
+        msgtype: "m.text",
+        body: "* hello bob, this is edited",
+        "m.new_content": { msgtype: "m.text", body: "hello bob, this is edited" },
+        "m.relates_to": { rel_type: "m.replace", event_id: before[0] },
+    });
+    const edited = await waitForDecrypted(bob, roomId, before[0]);
+    await waitFor(() => edited.replacingEventId() === editId, "the edit applied at bob");
+    await waitFor(() => !edited.replacingEvent()?.isBeingDecrypted() && edited.getContent().body === "hello bob, this is edited", "the decrypted edit at bob");
+    const bundled = await ok(HS, "GET", `/_matrix/client/v3/rooms/${encodeURIComponent(roomId)}/event/${encodeURIComponent(before[0])}`, { token: b.access_token });
+    const replace = bundled.unsigned?.["m.relations"]?.["m.replace"];
+    assert.equal(replace?.event_id, editId, `bundled m.replace: ${JSON.stringify(bundled.unsigned)}`);
+    assert.equal(replace.type, "m.room.encrypted");
+    before.push(editId);
+
+    // carol is invited and joins after those messages.
     carol = await startClient(HS, c);
     await alice.invite(roomId, c.user_id);
     await waitForInvite(carol, roomId);
