@@ -13,6 +13,8 @@ if ! clients/synapse/start.sh "$dir/synapse"; then
 fi
 trap '"$root/clients/synapse/stop.sh" "$dir/synapse" >/dev/null; rm -rf "$dir"' EXIT
 venv="$(clients/ensure-venv.sh)" || exit 1
+# test_js_sdk_scrollback.py runs matrix-js-sdk on the js-sdk suite's Node: install it.
+clients/run-js-sdk.sh --install-only || exit 1
 export SYNAPSE_URL="http://127.0.0.1:18018" SYNAPSE_NAME="127.0.0.1:18448"
 export CONIFER_BIN="${CONIFER_BIN:-$PWD/target/debug/conifer}" CONIFER_TEST_DIR="$dir/conifer"
 cd clients/federation

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Validate the client suites against a fresh Synapse: start it (empty database), run the nio
-# and Hydrogen suites against it, stop it. Exits non-zero if either suite fails.
+# Validate the client suites against a fresh Synapse: start it (empty database), run the nio,
+# Hydrogen, matrix-js-sdk and sign-up page suites against it, stop it. Exits non-zero if any
+# suite fails.
 #
 #   clients/validate-synapse.sh
 #
@@ -23,6 +24,9 @@ mid=$(date +%s)
 "$ROOT/clients/run-hydrogen.sh" || rc=1
 end=$(date +%s)
 echo "nio suite: $((mid - start)) s (including venv check); Hydrogen suite: $((end - mid)) s (including npm ci and build)"
+"$ROOT/clients/run-js-sdk.sh" || rc=1
+"$ROOT/clients/run-uia-web.sh" || rc=1
+echo "js-sdk and sign-up page suites: $(($(date +%s) - end)) s"
 
 # Synapse does not log OPTIONS (CORS preflight) requests; Hydrogen makes one before each
 # authenticated or JSON request.

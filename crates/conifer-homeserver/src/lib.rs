@@ -26,6 +26,7 @@ mod push;
 mod ratelimit;
 mod rooms;
 mod server_acl;
+mod sliding_sync;
 mod sync;
 mod typing;
 mod user_directory;
@@ -84,6 +85,8 @@ pub struct Homeserver {
     pub(crate) waiters: Arc<waiters::Waiters>,
     /// Each user's memberships between syncs (`memberships.rs`).
     pub(crate) memberships: memberships::MembershipCache,
+    /// Sliding-sync connections (what each has been sent) and bump stamps.
+    pub(crate) sliding: sliding_sync::Connections,
     /// `/sync` responses computed (initial, woken and timed-out alike).
     sync_computations: std::sync::atomic::AtomicU64,
     /// Held while the homeserver is open: see [`lock_data_dir`].
@@ -192,6 +195,7 @@ impl Homeserver {
             media,
             config,
             sync_computations: Default::default(),
+            sliding: Default::default(),
             waiters,
             memberships: Default::default(),
             lazy_members_sent: Mutex::new(hashlink::LruCache::new(LAZY_MEMBER_ROOMS)),

@@ -190,48 +190,66 @@ pub async fn sync(hs: &Homeserver, auth: &Auth, req: SyncRequest) -> ApiResult<V
         }
         // Nothing to show yet: sleep until a write that concerns this user
         // (or its device, its rooms, the users it shares rooms with), a
-        // typing change in one of its rooms, or the deadline. Writes for
-        // others wake the task only to look at the change log, never to
-        // compute a response.
-        let listener = Listener::new(hs, auth)?;
-        let registration = hs.waiters.register(&listener.user, listener.rooms.iter());
-        let mut checked = to;
-        let mut typing_checked = typing_seen;
-        // A commit between the computation and the registration woke no
-        // one, but it is in the change log.
-        let mut pending = true;
-        loop {
-            if std::mem::take(&mut pending) {
-                let now = hs.store.stream_position();
-                match hs.store.changes_since(checked) {
-                    None => break,
-                    Some(changes) => {
-                        if changes
-                            .iter()
-                            .any(|(p, a)| *p <= now && listener.concerns(a))
-                        {
-                            break;
-                        }
-                        checked = checked.max(now);
+        // typing change in one of its rooms, or the deadline.
+        if !wait_for_news(hs, auth, to, &mut typing_rx, typing_seen, deadline).await? {
+            return Ok(response);
+        }
+    }
+}
+
+/// Sleeps until a write that concerns this user (or its device, its rooms,
+/// the users it shares rooms with), a typing change in one of its rooms, or
+/// the deadline; `checked` is the stream position the caller's response
+/// reached, `typing_seen` the typing serial it saw. Writes for others wake
+/// the task only to look at the change log, never to compute a response.
+/// `false` when the server is shutting down (nothing more will come).
+/// Shared by `/sync` and sliding sync.
+pub(crate) async fn wait_for_news(
+    hs: &Homeserver,
+    auth: &Auth,
+    checked: u64,
+    typing_rx: &mut tokio::sync::watch::Receiver<u64>,
+    typing_seen: u64,
+    deadline: tokio::time::Instant,
+) -> ApiResult<bool> {
+    let listener = Listener::new(hs, auth)?;
+    let registration = hs.waiters.register(&listener.user, listener.rooms.iter());
+    let mut checked = checked;
+    let mut typing_checked = typing_seen;
+    // A commit between the computation and the registration woke no
+    // one, but it is in the change log.
+    let mut pending = true;
+    loop {
+        if std::mem::take(&mut pending) {
+            let now = hs.store.stream_position();
+            match hs.store.changes_since(checked) {
+                None => return Ok(true),
+                Some(changes) => {
+                    if changes
+                        .iter()
+                        .any(|(p, a)| *p <= now && listener.concerns(a))
+                    {
+                        return Ok(true);
                     }
+                    checked = checked.max(now);
                 }
             }
-            let wake = match hs.typing.next_expiry() {
-                Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
-                None => deadline,
-            };
-            tokio::select! {
-                _ = registration.notify.notified() => pending = true,
-                r = typing_rx.changed() => {
-                    if r.is_err() { return Ok(response); }
-                    let serial = *typing_rx.borrow_and_update();
-                    if listener.rooms.iter().any(|room| hs.typing.changed_since(room, typing_checked).is_some()) {
-                        break;
-                    }
-                    typing_checked = serial;
+        }
+        let wake = match hs.typing.next_expiry() {
+            Some(t) => deadline.min(tokio::time::Instant::from_std(t)),
+            None => deadline,
+        };
+        tokio::select! {
+            _ = registration.notify.notified() => pending = true,
+            r = typing_rx.changed() => {
+                if r.is_err() { return Ok(false); }
+                let serial = *typing_rx.borrow_and_update();
+                if listener.rooms.iter().any(|room| hs.typing.changed_since(room, typing_checked).is_some()) {
+                    return Ok(true);
                 }
-                _ = tokio::time::sleep_until(wake) => break,
+                typing_checked = serial;
             }
+            _ = tokio::time::sleep_until(wake) => return Ok(true),
         }
     }
 }

@@ -52,7 +52,7 @@ pub fn unstable_routes() -> Router<Arc<crate::Homeserver>> {
 async fn versions() -> Resp {
     Ok(Json(json!({
         "versions": ["r0.5.0", "r0.6.0", "r0.6.1", "v1.1", "v1.2", "v1.3", "v1.4", "v1.5", "v1.6", "v1.7", "v1.8", "v1.9", "v1.10", "v1.11"],
-        "unstable_features": { "org.matrix.msc2432": true, "org.matrix.e2e_cross_signing": true }
+        "unstable_features": { "org.matrix.msc2432": true, "org.matrix.e2e_cross_signing": true, "org.matrix.simplified_msc3575": true }
     })))
 }
 

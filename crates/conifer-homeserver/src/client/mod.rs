@@ -16,6 +16,7 @@ mod misc;
 mod profile;
 mod pushrules;
 mod search;
+mod sliding_sync;
 mod sync;
 
 use crate::error::MatrixError;
@@ -72,7 +73,10 @@ pub fn router(hs: Arc<Homeserver>) -> Router {
                 .merge(media::client_v1_routes())
                 .merge(events::v1_routes()),
         )
-        .nest("/_matrix/client/unstable", misc::unstable_routes())
+        .nest(
+            "/_matrix/client/unstable",
+            misc::unstable_routes().merge(sliding_sync::routes()),
+        )
         .nest("/_matrix/media/v3", media::legacy_routes())
         .nest("/_matrix/media/r0", media::legacy_routes())
         .nest("/_matrix/media/v1", media::legacy_routes())

@@ -131,7 +131,11 @@ fn filter_account_data(response: &mut Value, filter: &Value) {
 
 /// Presence only moves the stream when it changes, so polling syncs do not
 /// wake each other forever.
-fn set_presence_if_changed(hs: &Homeserver, user: &str, presence: &str) -> crate::ApiResult<()> {
+pub(super) fn set_presence_if_changed(
+    hs: &Homeserver,
+    user: &str,
+    presence: &str,
+) -> crate::ApiResult<()> {
     let current = hs.store.presence(user)?;
     if current.as_ref().is_none_or(|p| p.presence != presence) {
         let status_msg = current.and_then(|p| p.status_msg);
