@@ -252,6 +252,18 @@ pub trait RoomStore: Send + Sync {
         before: u64,
         limit: usize,
     ) -> Result<Vec<StoredEvent>>;
+    /// The roots of a room's threads (events with `m.thread` children),
+    /// most recently active first, with the stream position of each thread's
+    /// latest reply: only threads whose latest reply is at or before
+    /// `before`, and with `participant`, only threads that user started or
+    /// replied in.
+    fn thread_roots(
+        &self,
+        room_id: &str,
+        before: u64,
+        participant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>>;
     /// Messages in the given rooms whose body contains `term` (case-insensitive), newest first.
     fn search_messages(
         &self,

@@ -55,6 +55,70 @@ pub fn v1_routes() -> Router<Arc<Homeserver>> {
             "/rooms/:room/relations/:event/:rel_type/:event_type",
             get(relations_of_type_and_kind),
         )
+        .route("/rooms/:room/threads", get(threads))
+}
+
+#[derive(Deserialize)]
+struct ThreadsQuery {
+    include: Option<String>,
+    from: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /v1/rooms/{roomId}/threads` (Threading): "the thread roots in a
+/// given room", "ordered by the `latest_event` in each event's aggregated
+/// children", each with its bundled aggregations; `include=participated`
+/// keeps the threads the user "has either sent the thread root or a reply
+/// in"; without `from`, "the server starts paginating from the most recent
+/// event visible to the user (as per history visibility rules)".
+async fn threads(
+    hs: Hs,
+    auth: Auth,
+    Path(room): Path<String>,
+    Query(q): Query<ThreadsQuery>,
+) -> Resp {
+    room_id(&room)?;
+    let participant = match q.include.as_deref() {
+        None | Some("all") => None,
+        Some("participated") => Some(auth.user_id.as_str()),
+        Some(_) => {
+            return Err(MatrixError::invalid_param(
+                "include must be all or participated",
+            ))
+        }
+    };
+    if q.limit == Some(0) {
+        return Err(MatrixError::invalid_param(
+            "limit must be greater than zero",
+        ));
+    }
+    let limit = q.limit.unwrap_or(20).min(100);
+    let until = visible_until(&hs, &room, &auth.user_id)?.min(hs.store.stream_position());
+    let before = match &q.from {
+        Some(t) => parse_token(t)
+            .ok_or_else(|| MatrixError::invalid_param("invalid pagination token"))?
+            .0
+            .min(until),
+        None => until,
+    };
+    let roots = hs.store.thread_roots(&room, before, participant, limit)?;
+    let mut view = UserView::new(&hs, &room, &auth.user_id)?;
+    let mut events = Vec::with_capacity(roots.len());
+    for (root, _) in &roots {
+        if let Some(e) = hs.store.event(root)? {
+            if e.room_id == room && e.stream_pos <= until {
+                events.push(e);
+            }
+        }
+    }
+    let visible = view.filter(events)?;
+    let mut out = json!({ "chunk": format_all(&hs, &auth, &mut view, &visible)? });
+    if roots.len() == limit {
+        if let Some((_, latest)) = roots.last() {
+            out["next_batch"] = json!(format!("t{}", latest.saturating_sub(1)));
+        }
+    }
+    Ok(Json(out))
 }
 
 #[derive(Deserialize)]

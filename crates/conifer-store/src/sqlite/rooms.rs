@@ -777,6 +777,33 @@ impl RoomStore for SqliteStore {
         })
     }
 
+    fn thread_roots(
+        &self,
+        room_id: &str,
+        before: u64,
+        participant: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<(String, u64)>> {
+        self.read(|c| {
+            let mut st = c.prepare_cached(
+                "SELECT json_extract(e.json, '$.content.\"m.relates_to\".event_id') AS root, MAX(e.stream_pos) AS latest,
+                        SUM(e.sender = ?3) AS replied
+                 FROM events e WHERE e.room_nid = (SELECT nid FROM rooms WHERE room_id = ?1)
+                   AND e.stream_pos > 0
+                   AND json_extract(e.json, '$.content.\"m.relates_to\".rel_type') = 'm.thread'
+                 GROUP BY root
+                 HAVING latest <= ?2 AND root IS NOT NULL
+                   AND (?3 IS NULL OR replied > 0 OR (SELECT sender FROM events WHERE event_id = root) = ?3)
+                 ORDER BY latest DESC LIMIT ?4",
+            )?;
+            let rows = st.query_map(
+                params![room_id, before as i64, participant, limit as i64],
+                |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)? as u64)),
+            )?;
+            Ok(rows.collect::<rusqlite::Result<_>>()?)
+        })
+    }
+
     fn search_messages(
         &self,
         room_ids: &[String],
