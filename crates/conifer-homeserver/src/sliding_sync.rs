@@ -547,18 +547,49 @@ fn passes(hs: &Homeserver, f: Option<&rq::ListFilters>, c: &Candidate) -> ApiRes
     {
         return Ok(false);
     }
-    if let Some(enc) = f.is_encrypted {
-        // Invites from other servers: only their stripped state tells.
-        let encrypted = match &c.remote_invite_state {
-            Some(state) => state.iter().any(|e| e["type"] == "m.room.encryption"),
-            None => hs
-                .store
-                .current_state(&c.room_id)?
-                .contains_key(&("m.room.encryption".to_owned(), String::new())),
-        };
-        if enc != encrypted {
-            return Ok(false);
+    if f.is_encrypted.is_none() && f.room_types.is_empty() && f.not_room_types.is_empty() {
+        return Ok(true);
+    }
+    // The create and encryption events: an invite from another server has
+    // only its stripped state to tell.
+    let (create, encryption): (Option<Value>, Option<Value>) = match &c.remote_invite_state {
+        Some(state) => {
+            let find = |t: &str| state.iter().find(|e| e["type"] == t).cloned();
+            (find("m.room.create"), find("m.room.encryption"))
         }
+        None => {
+            let group = hs.store.room_state_group(&c.room_id)?;
+            let mut found = match group {
+                Some(g) => hs.store.state_events_at_group(
+                    g,
+                    &[("m.room.create", ""), ("m.room.encryption", "")],
+                )?,
+                None => Vec::new(),
+            }
+            .into_iter()
+            .map(|e| e.map(|e| e.value()));
+            (found.next().flatten(), found.next().flatten())
+        }
+    };
+    if f.is_encrypted
+        .is_some_and(|want| want != encryption.is_some())
+    {
+        return Ok(false);
+    }
+    // "`room_types`: If specified, only rooms where the `m.room.create`
+    // event has a `type` matching one of the strings in this array will be
+    // returned. [...] For rooms which do not have a room type, use `null`";
+    // "If a type is in both `room_types` and `not_room_types`, then
+    // `not_room_types` wins".
+    let room_type = create
+        .as_ref()
+        .and_then(|c| c["content"]["type"].as_str().map(str::to_owned));
+    let is = |t: &ruma::directory::RoomTypeFilter| t.as_str() == room_type.as_deref();
+    if !f.room_types.is_empty() && !f.room_types.iter().any(is) {
+        return Ok(false);
+    }
+    if f.not_room_types.iter().any(is) {
+        return Ok(false);
     }
     Ok(true)
 }

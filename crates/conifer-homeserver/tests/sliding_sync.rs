@@ -506,7 +506,7 @@ async fn invites_show_stripped_state() {
 }
 
 #[tokio::test]
-async fn is_dm_and_is_encrypted_filters() {
+async fn is_dm_is_encrypted_and_room_type_filters() {
     // "`is_dm`: Flag which only returns rooms present (or not) in the
     // `m.direct` entry in account data." "`is_encrypted`: Flag which only
     // returns rooms which have an `m.room.encryption` state event."
@@ -545,6 +545,36 @@ async fn is_dm_and_is_encrypted_filters() {
     );
     let r = ss(&s, &ann, None, with(json!({ "is_encrypted": true }))).await;
     assert_eq!(room_ids(&r), BTreeSet::from([enc_room.clone()]), "{r}");
+
+    // "`room_types`: If specified, only rooms where the `m.room.create`
+    // event has a `type` matching one of the strings in this array will be
+    // returned. [...] For rooms which do not have a room type, use `null`
+    // to include them." "`not_room_types`: Same as `room_types` but
+    // inverted."
+    let space = s
+        .create_room(&ann, json!({ "creation_content": { "type": "m.space" } }))
+        .await;
+    let r = ss(&s, &ann, None, with(json!({ "room_types": ["m.space"] }))).await;
+    assert_eq!(room_ids(&r), BTreeSet::from([space.clone()]), "{r}");
+    let r = ss(
+        &s,
+        &ann,
+        None,
+        with(json!({ "not_room_types": ["m.space"] })),
+    )
+    .await;
+    assert_eq!(r["lists"]["l"]["count"], 3, "{r}");
+    assert!(!room_ids(&r).contains(&space), "{r}");
+    let r = ss(&s, &ann, None, with(json!({ "room_types": [null] }))).await;
+    assert_eq!(r["lists"]["l"]["count"], 3, "{r}");
+    let r = ss(
+        &s,
+        &ann,
+        None,
+        with(json!({ "room_types": ["m.space"], "not_room_types": ["m.space"] })),
+    )
+    .await;
+    assert_eq!(r["lists"]["l"]["count"], 0, "{r}");
 }
 
 #[tokio::test]
@@ -886,4 +916,43 @@ async fn heroes_and_counts_for_an_unnamed_room() {
     );
     assert!(entry.get("name").is_none());
     assert_eq!(entry["notification_count"], 0, "{entry}");
+}
+
+#[tokio::test]
+async fn connections_per_device_are_bounded_and_evicted_state_is_unknown_pos() {
+    // "Servers SHOULD limit the amount of data that they store per-user to
+    // guard against resource consumption, e.g. limiting the number of
+    // connections a device can have active." A connection whose state was
+    // dropped answers `M_UNKNOWN_POS`, never a 500; the client starts over.
+    let s = TestServer::start().await;
+    let ann = s.register("ann").await;
+    let mut positions = Vec::new();
+    for i in 0..11 {
+        let r = ss(&s, &ann, None, json!({ "conn_id": format!("c{i}") })).await;
+        positions.push(pos(&r));
+    }
+    // The least recently used connection is gone.
+    let (status, e) = ss_raw(&s, &ann, Some(&positions[0]), 0, json!({ "conn_id": "c0" })).await;
+    assert_eq!(
+        (status, e["errcode"].as_str()),
+        (400, Some("M_UNKNOWN_POS")),
+        "{e}"
+    );
+    for (i, p) in positions.iter().enumerate().skip(1) {
+        ss(&s, &ann, Some(p), json!({ "conn_id": format!("c{i}") })).await;
+    }
+    // Starting over works.
+    ss(&s, &ann, None, json!({ "conn_id": "c0" })).await;
+    // A `pos` the client moved on from is cleaned up: "Once a server has
+    // seen a request with a given `pos`, the server may clean up any
+    // per-connection state from before that `pos`."
+    let r1 = ss(&s, &ann, None, json!({})).await;
+    let r2 = ss(&s, &ann, Some(&pos(&r1)), json!({})).await;
+    ss(&s, &ann, Some(&pos(&r2)), json!({})).await;
+    let (status, e) = ss_raw(&s, &ann, Some(&pos(&r1)), 0, json!({})).await;
+    assert_eq!(
+        (status, e["errcode"].as_str()),
+        (400, Some("M_UNKNOWN_POS")),
+        "{e}"
+    );
 }
