@@ -99,7 +99,12 @@ async fn bursts_arrive_whole(sender: &Node, receiver: &Node, mut rx: Receiver, r
         );
         // Nothing was dropped anywhere, and nothing more arrives.
         for (who, n) in [("sender", sender), ("relay", relay), ("receiver", receiver)] {
-            let dropped: u64 = n.status().peers.iter().map(|p| p.stats.traffic_dropped).sum();
+            let dropped: u64 = n
+                .status()
+                .peers
+                .iter()
+                .map(|p| p.stats.traffic_dropped)
+                .sum();
             assert_eq!(dropped, 0, "the {who} dropped frames of a burst of {burst}");
         }
         let unique: BTreeSet<u32> = got.iter().copied().collect();
@@ -114,7 +119,10 @@ async fn tcp_relay_keeps_bursts_of_17_to_64_frames() {
     let (receiver, mut rx) = node(0x90);
     let addr = relay.listen_tcp(LOOPBACK.parse().unwrap()).await.unwrap();
     sender.connect_tcp(&addr.to_string(), "test").await.unwrap();
-    receiver.connect_tcp(&addr.to_string(), "test").await.unwrap();
+    receiver
+        .connect_tcp(&addr.to_string(), "test")
+        .await
+        .unwrap();
     path(&sender, &receiver, &mut rx).await;
     bursts_arrive_whole(&sender, &receiver, rx, &relay).await;
 }
