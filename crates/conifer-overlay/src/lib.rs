@@ -8,6 +8,12 @@
 //!
 //! **Invariant:** nothing in this crate opens a socket, spawns a task or reads a
 //! clock. Time comes in as an argument; bytes go out as actions.
+//!
+//! No `unsafe`, except the cache prefetch hints of the `prefetch` feature
+//! (`router::prefetch`), which only the simulator enables.
+
+#![cfg_attr(not(feature = "prefetch"), forbid(unsafe_code))]
+#![cfg_attr(feature = "prefetch", deny(unsafe_code))]
 
 pub mod key;
 pub mod wire;

@@ -38,7 +38,9 @@ use conifer_overlay::{Identity, PublicKey};
 
 use crate::filter::DropFilter;
 use crate::link::{sample, LinkParams};
+use crate::part_nodes::PartNodes;
 use crate::ping::PingTracker;
+#[cfg(feature = "prefetch")]
 use crate::prefetch::prefetch;
 use crate::queue::{Key, TwoLaneQueue};
 use crate::time::{router_time, sim_time, SimTime, MICROS_PER_MILLI};
@@ -390,7 +392,7 @@ impl Engine {
     fn with_part<R>(&mut self, f: impl FnOnce(&mut Part<'_>) -> R) -> R {
         let single = self.queues.len() == 1;
         let mut part = Part {
-            nodes: NodesMut::new(&mut self.nodes),
+            nodes: PartNodes::all(&mut self.nodes),
             owner: &self.owner,
             mine: if single { Mine::All } else { Mine::Nothing },
             queue: &mut self.queues[0],
@@ -624,12 +626,11 @@ impl Engine {
             self.seed,
             self.now,
         );
-        let nodes = NodesMut::new(&mut self.nodes);
+        let nodes = PartNodes::split(&mut self.nodes, owner, parts);
         let mut work = Vec::new();
-        for (p, queue) in self.queues.iter_mut().enumerate() {
+        for ((p, queue), nodes) in self.queues.iter_mut().enumerate().zip(nodes) {
             work.push(Part {
-                // Each part only touches the nodes it owns (see `NodesMut`).
-                nodes: nodes.share(),
+                nodes,
                 owner,
                 mine: Mine::Part(p as u8),
                 queue,
@@ -863,56 +864,14 @@ enum Mine {
     Part(u8),
 }
 
-/// The engine's nodes, shared by the threads of a parallel run, each of which
-/// touches only the nodes it owns (`owner`): events are queued at their
-/// node's owner, and handling one touches no other node (a link's far end
-/// hears of anything through an event). Outside parallel runs one `Part`
-/// holds every node.
-struct NodesMut<'a> {
-    ptr: *mut Node,
-    len: usize,
-    _nodes: std::marker::PhantomData<&'a mut [Node]>,
-}
-
-// SAFETY: the threads that share a `NodesMut` touch disjoint nodes (above),
-// and `Node` is `Send`.
-unsafe impl Send for NodesMut<'_> where Node: Send {}
-
-impl<'a> NodesMut<'a> {
-    fn new(nodes: &'a mut [Node]) -> Self {
-        NodesMut {
-            ptr: nodes.as_mut_ptr(),
-            len: nodes.len(),
-            _nodes: std::marker::PhantomData,
-        }
-    }
-
-    /// Another handle on the same nodes, for another thread.
-    fn share(&self) -> NodesMut<'a> {
-        NodesMut {
-            ptr: self.ptr,
-            len: self.len,
-            _nodes: std::marker::PhantomData,
-        }
-    }
-
-    fn get(&mut self, n: NodeId) -> &mut Node {
-        assert!(n < self.len, "node {n} out of range");
-        // SAFETY: in bounds; the node belongs to the calling thread's part,
-        // so no other reference to it is in use (see the type's comment).
-        unsafe { &mut *self.ptr.add(n) }
-    }
-
-    fn peek(&self, n: NodeId) -> Option<&Node> {
-        // SAFETY: as for `get`; callers only peek at their own nodes.
-        (n < self.len).then(|| unsafe { &*self.ptr.add(n) })
-    }
-}
-
 /// The nodes one thread runs (all of them outside parallel windows), with
 /// their queue; events for other nodes go to `out`.
 struct Part<'a> {
-    nodes: NodesMut<'a>,
+    /// The nodes of this part (see [`PartNodes`]): events are queued at
+    /// their node's owner, and handling one touches no other node (a link's
+    /// far end hears of anything through an event). Outside parallel runs
+    /// one `Part` holds every node.
+    nodes: PartNodes<'a, Node>,
     owner: &'a [u8],
     /// Nodes whose events go straight into `queue`.
     mine: Mine,
@@ -964,6 +923,7 @@ impl Part<'_> {
                 break;
             }
             let (at, ev) = self.queue.pop().expect("peeked");
+            #[cfg(feature = "prefetch")]
             self.prefetch_next();
             self.now = at;
             self.counters.events += 1;
@@ -996,6 +956,7 @@ impl Part<'_> {
         }
     }
 
+    #[cfg(feature = "prefetch")]
     /// Prefetching as a three-stage pipeline (see [`crate::prefetch`]), so
     /// that each load has had two events' time to arrive before anything
     /// reads it:

@@ -16,6 +16,11 @@
 //! collection whose order affects the run is ordered (`BTreeMap`, `Vec`),
 //! ties in the event queue break by insertion order, node keys come from the
 //! seeded RNG and routers get a fixed virtual clock.
+//!
+//! **`unsafe`:** denied everywhere but `part_nodes`, the audited module that
+//! lets the threads of a parallel run share the node slice.
+
+#![deny(unsafe_code)]
 
 pub mod adversary;
 pub mod builtin;
@@ -23,8 +28,10 @@ pub mod engine;
 pub mod filter;
 pub mod link;
 pub mod metrics;
+mod part_nodes;
 pub mod ping;
 pub mod plot;
+#[cfg(feature = "prefetch")]
 mod prefetch;
 pub mod queue;
 pub mod results;

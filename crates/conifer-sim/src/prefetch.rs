@@ -7,5 +7,10 @@
 //! it handles the current one. A hint changes no result: it reads nothing and
 //! cannot fault. The router crate has the same helper, for the hints it gives
 //! about its own state ([`conifer_overlay::router::Router::prefetch_for_port`]).
+//!
+//! Behind the crate's `prefetch` feature (on by default), which enables the
+//! router's `prefetch` feature too: the hints are `unsafe` intrinsics, and
+//! only the simulator wants them, so the overlay core leaves them out for
+//! every other user.
 
 pub use conifer_overlay::router::prefetch::prefetch;

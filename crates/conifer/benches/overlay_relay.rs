@@ -3,12 +3,20 @@
 //! run. Prints throughput at 1 KiB payloads, ping round trips, the relay's CPU
 //! time, and idle CPU and RSS of a relay with 10 peers.
 //!
+//! Then 64 flows (8 senders × 8 receivers, all peered with the relay) at
+//! fixed offered rates, each flow sending bursts of 17 to 64 QUIC-sized
+//! (1200-byte) frames back to back: frames delivered per second, loss, and
+//! the relay's CPU per 1000 frames, with the Conifer/Go ratio of frames per
+//! relay CPU-second.
+//!
 //! The Go relay always starts multicast discovery, so run this inside a
 //! network namespace of your own: `bash bench/overlay-relay.sh` does it all.
 //! Without `$CONIFER_GO_PINECONE` only the Conifer relay is measured.
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use conifer_net::{Delivery, Node};
@@ -185,6 +193,181 @@ async fn measure_line(relay: &Relay) -> LineResult {
     }
 }
 
+/// The multi-flow run: 8 senders × 8 receivers = 64 flows through the relay.
+const SENDERS: usize = 8;
+const RECEIVERS: usize = 8;
+const FLOWS: usize = SENDERS * RECEIVERS;
+/// QUIC's packet size on the overlay.
+const FLOW_PAYLOAD: usize = 1200;
+/// Offered load, frames per second over all 64 flows.
+const RATES: [u32; 5] = [2_000, 5_000, 10_000, 20_000, 40_000];
+const FLOW_SEND: Duration = Duration::from_secs(4);
+/// Time left after sending for the last frames to arrive.
+const FLOW_DRAIN: Duration = Duration::from_millis(1500);
+const FLOW_MAGIC: &[u8; 4] = b"FLOW";
+
+/// The k-th burst size of flow `f`: 17 to 64 frames, spread over the range.
+fn burst_size(f: usize, k: u64) -> u32 {
+    17 + ((f as u64 * 13 + k * 29) % 48) as u32
+}
+
+struct FlowResult {
+    rate: u32,
+    sent: u64,
+    delivered: u64,
+    relay_cpu: Duration,
+}
+
+impl FlowResult {
+    fn delivered_per_s(&self) -> f64 {
+        self.delivered as f64 / FLOW_SEND.as_secs_f64()
+    }
+    fn loss_pct(&self) -> f64 {
+        100.0 * (1.0 - self.delivered as f64 / self.sent.max(1) as f64)
+    }
+    fn cpu_ms_per_1000(&self) -> f64 {
+        self.relay_cpu.as_secs_f64() * 1e3 / (self.delivered.max(1) as f64 / 1000.0)
+    }
+    /// Frames delivered per relay CPU-second (the CPU clock has 10 ms ticks,
+    /// so at least one tick is assumed).
+    fn per_cpu_s(&self) -> f64 {
+        self.delivered as f64 / self.relay_cpu.as_secs_f64().max(0.01)
+    }
+}
+
+/// Counts what receivers get: payload = magic, phase (u32), flow (u16).
+struct Counters {
+    /// Frames delivered per phase (phase 0: path probes, not counted here).
+    delivered: Vec<AtomicU64>,
+    /// Flows whose probe arrived.
+    probed: Vec<AtomicBool>,
+}
+
+fn flow_payload(phase: u32, flow: usize) -> Vec<u8> {
+    let mut p = vec![0xa5; FLOW_PAYLOAD];
+    p[..4].copy_from_slice(FLOW_MAGIC);
+    p[4..8].copy_from_slice(&phase.to_be_bytes());
+    p[8..10].copy_from_slice(&(flow as u16).to_be_bytes());
+    p
+}
+
+async fn measure_flows(relay: &Relay) -> Vec<FlowResult> {
+    let quiet = RouterConfig {
+        wakeup_broadcasts: false,
+        ..RouterConfig::default()
+    };
+    let counters = Arc::new(Counters {
+        delivered: (0..=RATES.len()).map(|_| AtomicU64::new(0)).collect(),
+        probed: (0..FLOWS).map(|_| AtomicBool::new(false)).collect(),
+    });
+    let mut senders = Vec::new();
+    for i in 0..SENDERS {
+        let (n, rx) = Node::start(Identity::from_seed([0x20 + i as u8; 32]), quiet.clone());
+        n.connect_tcp(&relay.addr, "flows").await.unwrap();
+        senders.push((n, rx));
+    }
+    let mut receivers = Vec::new();
+    for j in 0..RECEIVERS {
+        let (n, mut rx) = Node::start(Identity::from_seed([0xa0 + j as u8; 32]), quiet.clone());
+        n.connect_tcp(&relay.addr, "flows").await.unwrap();
+        let c = counters.clone();
+        let me = n.clone();
+        tokio::spawn(async move {
+            while let Some(d) = rx.recv().await {
+                let p = &d.payload;
+                if p.len() != FLOW_PAYLOAD || !p.starts_with(FLOW_MAGIC) {
+                    continue;
+                }
+                let phase = u32::from_be_bytes(p[4..8].try_into().unwrap()) as usize;
+                let flow = u16::from_be_bytes(p[8..10].try_into().unwrap()) as usize;
+                if phase == 0 {
+                    // Answered, as a QUIC peer would: the sender learns our
+                    // tree coordinates, and its flow goes tree-routed.
+                    c.probed[flow % FLOWS].store(true, Ordering::Relaxed);
+                    let _ = me.send(d.source, d.payload);
+                } else if let Some(n) = c.delivered.get(phase) {
+                    n.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        });
+        receivers.push(n);
+    }
+    let dests: Vec<_> = receivers.iter().map(|n| n.public_key()).collect();
+    // Every flow's path forms (and its tree coordinates arrive) first.
+    for round in 0.. {
+        let mut all = true;
+        for f in 0..FLOWS {
+            let (i, j) = (f / RECEIVERS, f % RECEIVERS);
+            let ready = counters.probed[f].load(Ordering::Relaxed)
+                && senders[i].0.has_coords_for(&dests[j]);
+            if !ready {
+                all = false;
+                let _ = senders[i].0.send(dests[j], flow_payload(0, f));
+            }
+        }
+        if all {
+            break;
+        }
+        assert!(
+            round < 300,
+            "64 flows through the {} relay never formed",
+            relay.name
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let mut results = Vec::new();
+    for (r, &rate) in RATES.iter().enumerate() {
+        let phase = r as u32 + 1;
+        let per_flow = rate as f64 / FLOWS as f64;
+        // Flow f's bursts start spread over the first burst period.
+        let mut next: Vec<f64> = (0..FLOWS)
+            .map(|f| (f as f64 / FLOWS as f64) * 40.0 / per_flow)
+            .collect();
+        let mut bursts = vec![0u64; FLOWS];
+        let mut sent = 0u64;
+        let cpu_before = cpu_time(relay.child.id());
+        let start = Instant::now();
+        let mut tick = tokio::time::interval(Duration::from_millis(2));
+        loop {
+            tick.tick().await;
+            let t = start.elapsed().as_secs_f64();
+            if t >= FLOW_SEND.as_secs_f64() {
+                break;
+            }
+            for f in 0..FLOWS {
+                while next[f] <= t {
+                    let size = burst_size(f, bursts[f]);
+                    bursts[f] += 1;
+                    next[f] += size as f64 / per_flow;
+                    let (i, j) = (f / RECEIVERS, f % RECEIVERS);
+                    for _ in 0..size {
+                        if senders[i].0.send(dests[j], flow_payload(phase, f)).is_ok() {
+                            sent += 1;
+                        }
+                    }
+                }
+            }
+        }
+        tokio::time::sleep(FLOW_DRAIN).await;
+        let relay_cpu = cpu_time(relay.child.id()) - cpu_before;
+        results.push(FlowResult {
+            rate,
+            sent,
+            delivered: counters.delivered[phase as usize].load(Ordering::Relaxed),
+            relay_cpu,
+        });
+    }
+    for (n, _) in &senders {
+        n.shutdown();
+    }
+    for n in &receivers {
+        n.shutdown();
+    }
+    results
+}
+
 async fn measure_idle(relay: &Relay) -> (Duration, u64) {
     let mut nodes = Vec::new();
     for i in 0..10u8 {
@@ -212,13 +395,18 @@ fn main() {
         eprintln!("CONIFER_GO_PINECONE not set: measuring the Conifer relay only");
     }
     let mut rows = Vec::new();
+    let mut flow_rows = Vec::new();
     for kind in &kinds {
         let relay = start_relay(kind);
         let line = rt.block_on(measure_line(&relay));
         drop(relay);
         let relay = start_relay(kind);
+        let flows = rt.block_on(measure_flows(&relay));
+        drop(relay);
+        let relay = start_relay(kind);
         let (idle_cpu, rss) = rt.block_on(measure_idle(&relay));
         rows.push((kind.to_string(), line, idle_cpu, rss));
+        flow_rows.push((kind.to_string(), flows));
     }
     println!(
         "\n{:<8} {:>9} {:>11} {:>10} {:>12} {:>9} {:>9} {:>14} {:>12}",
@@ -255,5 +443,46 @@ fn main() {
             per_cpu(&rows[0].1) / per_cpu(&rows[1].1),
             rows[0].1.p50.as_secs_f64() / rows[1].1.p50.as_secs_f64()
         );
+    }
+
+    println!(
+        "\n{FLOWS} flows, bursts of 17-64 frames of {FLOW_PAYLOAD} B, {} s per rate",
+        FLOW_SEND.as_secs()
+    );
+    println!(
+        "{:<8} {:>9} {:>11} {:>11} {:>8} {:>10} {:>14} {:>16}",
+        "relay",
+        "offered/s",
+        "sent",
+        "delivered/s",
+        "loss",
+        "relay CPU",
+        "CPU ms/1000 fr",
+        "frames/CPU-s"
+    );
+    for (kind, flows) in &flow_rows {
+        for f in flows {
+            println!(
+                "{:<8} {:>9} {:>11} {:>11.0} {:>7.2}% {:>9.2}s {:>14.2} {:>16.0}",
+                kind,
+                f.rate,
+                f.sent,
+                f.delivered_per_s(),
+                f.loss_pct(),
+                f.relay_cpu.as_secs_f64(),
+                f.cpu_ms_per_1000(),
+                f.per_cpu_s()
+            );
+        }
+    }
+    if flow_rows.len() == 2 {
+        for (c, g) in flow_rows[0].1.iter().zip(&flow_rows[1].1) {
+            println!(
+                "Conifer/Go at {:>6} frames/s offered: frames per relay CPU-second {:.2}x, delivered {:.2}x",
+                c.rate,
+                c.per_cpu_s() / g.per_cpu_s(),
+                c.delivered_per_s() / g.delivered_per_s().max(1.0)
+            );
+        }
     }
 }

@@ -11,8 +11,6 @@
 //! only make the gallop longer: it is an exponential search, O(log n)
 //! whatever the keys.
 
-use std::ops::Range;
-
 use crate::key::PublicKey;
 
 /// The first eight bytes of `key`, as a number that sorts like the key.
@@ -83,10 +81,11 @@ pub fn lower_bound<'a>(
     i
 }
 
+#[cfg(feature = "prefetch")]
 /// The positions a search for `p` most likely reads: all of a short array,
 /// else the guess and 16 places either side (the first probes of the
 /// gallop, and where the answer usually is). For prefetch hints.
-pub fn probed(prefixes: &[u64], p: u64) -> Range<usize> {
+pub fn probed(prefixes: &[u64], p: u64) -> std::ops::Range<usize> {
     let n = prefixes.len();
     if n <= SCAN {
         return 0..n;
@@ -129,8 +128,11 @@ mod tests {
                     for p in [probe, probe.wrapping_add(1), probe.wrapping_sub(1)] {
                         let want = v.partition_point(|&y| y < p);
                         assert_eq!(prefix_bound(&v, p), want, "n {n} shape {shape} p {p}");
-                        let r = probed(&v, p);
-                        assert!(r.start <= r.end && r.end <= n);
+                        #[cfg(feature = "prefetch")]
+                        {
+                            let r = probed(&v, p);
+                            assert!(r.start <= r.end && r.end <= n);
+                        }
                     }
                 }
             }

@@ -18,6 +18,7 @@ mod broadcast;
 mod forward;
 mod key_search;
 mod peers;
+#[cfg(feature = "prefetch")]
 pub mod prefetch;
 mod queue;
 mod route_table;
@@ -39,7 +40,7 @@ pub use tree::{
 };
 
 use crate::key::{Identity, PublicKey};
-use crate::wire::{Coordinates, Frame, FrameType, Port, Root, Watermark, HEADER_LEN};
+use crate::wire::{Coordinates, Frame, Port, Root, Watermark};
 use peers::Peer;
 
 /// Keepalive sent after this much write silence.
@@ -660,6 +661,7 @@ impl Router {
             .sum()
     }
 
+    #[cfg(feature = "prefetch")]
     /// The first of two hints for drivers that know `frame` arrives soon,
     /// two steps before [`Router::prefetch_for_frame`]: for a bootstrap
     /// (which every hop looks up in its route table and SNEK index), asks
@@ -675,6 +677,7 @@ impl Router {
         }
     }
 
+    #[cfg(feature = "prefetch")]
     /// [`Router::prefetch_for_port`], and for a bootstrap the route and
     /// index entries the searches for its key end on (reading the lines
     /// [`Router::prefetch_route_search`] asked for).
@@ -688,6 +691,7 @@ impl Router {
         }
     }
 
+    #[cfg(feature = "prefetch")]
     /// A hint for drivers that know a frame for `port` comes next: asks the
     /// CPU to start loading the state receiving it will read first (the
     /// peer's entry and the SNEK index), so those loads overlap with other
@@ -773,9 +777,10 @@ impl Router {
         let Some(peer) = self.peer_mut(port).filter(|p| p.started()) else {
             return;
         };
-        if peer.traffic.push(flow, frame) {
-            peer.stats.traffic_dropped += 1;
-            self.stats.traffic_dropped_queue += 1;
+        let dropped = peer.traffic.push(flow, frame) as u64;
+        if dropped > 0 {
+            peer.stats.traffic_dropped += dropped;
+            self.stats.traffic_dropped_queue += dropped;
         }
         self.wake(port);
     }
@@ -790,9 +795,11 @@ impl Router {
     }
 }
 
+#[cfg(feature = "prefetch")]
 /// The destination key of an encoded bootstrap frame, read without decoding
 /// it (for prefetch hints: a wrong guess costs nothing).
 fn bootstrap_destination(frame: &[u8]) -> Option<PublicKey> {
+    use crate::wire::{FrameType, HEADER_LEN};
     const DESTINATION: std::ops::Range<usize> = HEADER_LEN + 2..HEADER_LEN + 34;
     if frame.get(5) != Some(&(FrameType::Bootstrap as u8)) {
         return None;

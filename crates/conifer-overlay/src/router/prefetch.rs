@@ -1,6 +1,11 @@
 //! Cache prefetch hints, for drivers that know which router's next input
 //! is coming (the simulator, with 10 000 routers mostly out of cache).
 //! A hint reads nothing, changes nothing and cannot fault.
+//!
+//! Compiled only with the `prefetch` feature; the crate's one `unsafe`
+//! (the `_mm_prefetch` intrinsic) is here.
+
+#![allow(unsafe_code)]
 
 /// Asks the CPU to pull every cache line of `*value` towards L1.
 #[inline]

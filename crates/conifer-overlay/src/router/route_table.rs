@@ -288,6 +288,7 @@ impl RouteTable {
         self.range(..)
     }
 
+    #[cfg(feature = "prefetch")]
     /// Asks the CPU to start loading where a search for `key` will look
     /// first (see [`super::Router::prefetch_for_frame`]).
     pub fn prefetch_search(&self, key: &PublicKey) {
@@ -296,6 +297,7 @@ impl RouteTable {
         super::prefetch::prefetch_slice(&self.slots[around]);
     }
 
+    #[cfg(feature = "prefetch")]
     /// Asks the CPU to start loading the entries a search for `key` ends
     /// on: the route for `key` (or the one after where it would go) and the
     /// next, which a SNEK decision for a bootstrap to `key` reads. Best

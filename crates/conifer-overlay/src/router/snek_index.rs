@@ -128,6 +128,7 @@ impl SnekIndex {
         self.links.get(port as usize)?.as_ref()
     }
 
+    #[cfg(feature = "prefetch")]
     /// Asks the CPU to start loading the search arrays (see
     /// [`super::Router::prefetch_for_port`]).
     pub fn prefetch(&self) {
@@ -136,6 +137,7 @@ impl SnekIndex {
         super::prefetch::prefetch_slice(&self.links);
     }
 
+    #[cfg(feature = "prefetch")]
     /// The first of two hints for a frame to `key` (see
     /// [`super::Router::prefetch_route_search`]): where the search starts.
     pub fn prefetch_search(&self, key: &PublicKey) {
@@ -143,6 +145,7 @@ impl SnekIndex {
         super::prefetch::prefetch_slice(&self.prefixes[around]);
     }
 
+    #[cfg(feature = "prefetch")]
     /// The second: the entries the search ends on (reading the lines the
     /// first asked for).
     pub fn prefetch_entries(&self, key: &PublicKey) {

@@ -547,6 +547,7 @@ fn forged_broadcast_closes_the_relaying_peer() {
     assert!(std::iter::from_fn(|| r.poll_action()).any(|a| matches!(a, Action::ClosePeer { .. })));
 }
 
+#[cfg(feature = "prefetch")]
 /// The prefetch hints read a bootstrap's destination straight from the
 /// encoded bytes: the offsets must match the codec, and anything else
 /// (another frame type, a frame cut short) gives no key.
