@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod aggregations;
+pub mod api;
 pub mod client;
 pub mod config;
 mod device_lists;

@@ -1,7 +1,7 @@
 //! `GET /_matrix/federation/v1/query/profile`.
 
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use axum::extract::Query;
 use axum::Json;

@@ -7,7 +7,7 @@
 //! events). Rejected PDUs are answered with an error and never stored.
 
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::{now_ms, Homeserver};
 use axum::extract::Path;
