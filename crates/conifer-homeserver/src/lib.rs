@@ -24,6 +24,7 @@ mod password;
 mod push;
 mod ratelimit;
 mod rooms;
+pub mod ruma_api;
 mod sync;
 mod typing;
 mod user_directory;
