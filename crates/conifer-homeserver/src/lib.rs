@@ -21,6 +21,7 @@ mod history;
 mod media;
 pub mod panic_guard;
 mod password;
+mod profile;
 mod push;
 mod ratelimit;
 mod rooms;
