@@ -7,6 +7,7 @@
 
 #![forbid(unsafe_code)]
 
+mod account_data;
 mod aggregations;
 pub mod api;
 pub mod client;
