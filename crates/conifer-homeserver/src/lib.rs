@@ -13,6 +13,7 @@ pub mod api;
 pub mod client;
 pub mod config;
 mod device_lists;
+mod directory;
 pub mod error;
 mod event_cache;
 mod extract;
