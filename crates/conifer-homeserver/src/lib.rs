@@ -14,6 +14,7 @@ pub mod client;
 pub mod config;
 mod device_lists;
 mod directory;
+mod ephemeral;
 pub mod error;
 mod event_cache;
 mod extract;
