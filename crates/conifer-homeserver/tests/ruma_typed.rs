@@ -414,3 +414,35 @@ async fn typing_receipts_and_markers() {
         .await;
     assert_eq!(fully, json!({ "event_id": event }));
 }
+
+/// Versions, capabilities and the probes clients make, as Ruma's typed
+/// responses serialize them.
+#[tokio::test]
+async fn versions_capabilities_and_probes() {
+    let s = TestServer::start().await;
+    let ann = s.register("ann").await;
+    let (status, v) = s
+        .request("GET", "/_matrix/client/versions", None, None)
+        .await;
+    assert_eq!(status, 200);
+    assert!(v["versions"].as_array().unwrap().contains(&json!("v1.11")));
+    assert_eq!(v["unstable_features"]["org.matrix.msc2432"], true);
+    let (status, caps) = s.get("/_matrix/client/v3/capabilities", &ann.token).await;
+    assert_eq!(status, 200);
+    let caps = &caps["capabilities"];
+    assert_eq!(caps["m.room_versions"]["available"]["11"], "stable");
+    assert_eq!(caps["m.3pid_changes"]["enabled"], false);
+    assert_eq!(caps["m.get_login_token"]["enabled"], true);
+    assert_ne!(caps["m.change_password"]["enabled"], false);
+    for (path, expected) in [
+        (
+            "/_matrix/client/v3/account/3pid",
+            json!({ "threepids": [] }),
+        ),
+        ("/_matrix/client/v3/pushers", json!({ "pushers": [] })),
+        ("/_matrix/client/v3/thirdparty/protocols", json!({})),
+        ("/_matrix/client/r0/voip/turnServer", json!({})),
+    ] {
+        assert_eq!(s.get(path, &ann.token).await, (200, expected), "{path}");
+    }
+}
