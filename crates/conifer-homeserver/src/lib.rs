@@ -7,11 +7,15 @@
 
 #![forbid(unsafe_code)]
 
+mod account_data;
 mod aggregations;
 mod aliases;
+pub mod api;
 pub mod client;
 pub mod config;
 mod device_lists;
+mod directory;
+mod ephemeral;
 pub mod error;
 mod event_cache;
 mod extract;
@@ -22,9 +26,11 @@ mod media;
 mod memberships;
 pub mod panic_guard;
 mod password;
+mod profile;
 mod push;
 mod ratelimit;
 mod rooms;
+pub mod ruma_api;
 mod server_acl;
 mod sliding_sync;
 mod sync;

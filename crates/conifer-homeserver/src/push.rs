@@ -1,9 +1,14 @@
-//! Push rules: the user's rule set (defaults until edited) and evaluating it
-//! for new events to count notifications and highlights.
+//! Push rules: the user's rule set (defaults until edited), editing it as
+//! the push rules API asks, and evaluating it for new events to count
+//! notifications and highlights.
 
+use crate::error::{ApiResult, MatrixError};
 use crate::Homeserver;
 use conifer_rooms::ruma::events::AnySyncTimelineEvent;
-use conifer_rooms::ruma::push::{PushConditionRoomCtx, Ruleset};
+use conifer_rooms::ruma::push::{
+    Action, ConditionalPushRule, NewPushRule, PushConditionRoomCtx, RemovePushRuleError, RuleKind,
+    Ruleset,
+};
 use conifer_rooms::ruma::serde::Raw;
 use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId, UInt, UserId};
 use serde_json::{json, Value};
@@ -98,4 +103,166 @@ pub async fn evaluate(
     let notify = actions.iter().any(|a| a.should_notify());
     let highlight = actions.iter().any(|a| a.is_highlight());
     (notify, highlight)
+}
+
+/// Rule IDs the spec lets a user create.
+fn check_new_rule_id(id: &str) -> ApiResult<()> {
+    if id.is_empty() {
+        return Err(MatrixError::invalid_param("the rule ID is empty"));
+    }
+    if id.starts_with('.') {
+        return Err(MatrixError::invalid_param(
+            "rule IDs starting with a dot are reserved for server-default rules",
+        ));
+    }
+    if id.contains('/') || id.contains('\\') {
+        return Err(MatrixError::invalid_param(
+            "rule IDs may not contain slashes or backslashes",
+        ));
+    }
+    Ok(())
+}
+
+fn no_such_rule() -> MatrixError {
+    MatrixError::not_found("no such push rule")
+}
+
+/// Moves rule `id` of one kind's ordered set next to `before` (just above
+/// it) or, without `before`, just below `after`. The anchors are looked up
+/// before anything moves.
+macro_rules! place {
+    ($set:expr, $id:expr, $after:expr, $before:expr) => {{
+        let set = &mut $set;
+        let anchor = |a: &str| {
+            set.get_index_of(a).ok_or_else(|| {
+                MatrixError::invalid_param(format!("before/after rule not found: {a}"))
+            })
+        };
+        let after = $after.map(anchor).transpose()?;
+        let before = $before.map(anchor).transpose()?;
+        let from = set.get_index_of($id).ok_or_else(no_such_rule)?;
+        if let (Some(a), Some(b)) = (after, before) {
+            if b < a {
+                return Err(MatrixError::invalid_param(
+                    "the before rule is more important than the after rule",
+                ));
+            }
+        }
+        if let Some(b) = before {
+            set.move_index(from, if from < b { b - 1 } else { b });
+        } else if let Some(a) = after {
+            set.move_index(from, if from < a { a } else { a + 1 });
+        }
+    }};
+}
+
+/// Inserts or updates a user rule, placing it as `before`/`after` ask.
+fn insert(
+    rules: &mut Ruleset,
+    rule: NewPushRule,
+    after: Option<&str>,
+    before: Option<&str>,
+) -> ApiResult<()> {
+    let id = rule.rule_id().to_owned();
+    for anchor in [after, before].into_iter().flatten() {
+        if anchor.starts_with('.') {
+            return Err(MatrixError::invalid_param(
+                "a rule cannot be placed relative to a server-default rule",
+            ));
+        }
+        if anchor == id {
+            return Err(MatrixError::invalid_param(
+                "a rule cannot be placed relative to itself",
+            ));
+        }
+    }
+    let rk = rule.kind();
+    match rule {
+        // Ruma puts a new override rule second (after `.m.rule.master`),
+        // which needs a first rule to exist.
+        NewPushRule::Override(r) if rules.override_.is_empty() => {
+            rules.override_.insert(ConditionalPushRule::from(r));
+        }
+        rule => rules
+            .insert(rule, None, None)
+            .map_err(|e| MatrixError::invalid_param(e.to_string()))?,
+    }
+    match rk {
+        RuleKind::Override => place!(rules.override_, id.as_str(), after, before),
+        RuleKind::Underride => place!(rules.underride, id.as_str(), after, before),
+        RuleKind::Content => place!(rules.content, id.as_str(), after, before),
+        RuleKind::Room => place!(rules.room, id.as_str(), after, before),
+        RuleKind::Sender => place!(rules.sender, id.as_str(), after, before),
+        _ => {}
+    }
+    Ok(())
+}
+
+impl Homeserver {
+    /// Adds or replaces a rule of the user's, placed just above `before` or
+    /// just below `after`; server-default rules and the IDs the spec
+    /// reserves or forbids are refused.
+    pub(crate) fn set_push_rule(
+        &self,
+        user: &UserId,
+        rule: NewPushRule,
+        after: Option<&str>,
+        before: Option<&str>,
+    ) -> ApiResult<()> {
+        check_new_rule_id(rule.rule_id())?;
+        let mut rules = (*ruleset(self, user)).clone();
+        insert(&mut rules, rule, after, before)?;
+        save(self, user, &rules)?;
+        Ok(())
+    }
+
+    /// Deletes a rule of the user's (not a server-default one).
+    pub(crate) fn delete_push_rule(
+        &self,
+        user: &UserId,
+        kind: RuleKind,
+        id: &str,
+    ) -> ApiResult<()> {
+        let mut rules = (*ruleset(self, user)).clone();
+        rules.remove(kind, id).map_err(|e| match e {
+            RemovePushRuleError::ServerDefault => {
+                MatrixError::invalid_param("server-default rules cannot be deleted")
+            }
+            _ => no_such_rule(),
+        })?;
+        save(self, user, &rules)?;
+        Ok(())
+    }
+
+    /// Enables or disables one rule.
+    pub(crate) fn set_push_rule_enabled(
+        &self,
+        user: &UserId,
+        kind: RuleKind,
+        id: &str,
+        enabled: bool,
+    ) -> ApiResult<()> {
+        let mut rules = (*ruleset(self, user)).clone();
+        rules
+            .set_enabled(kind, id, enabled)
+            .map_err(|_| no_such_rule())?;
+        save(self, user, &rules)?;
+        Ok(())
+    }
+
+    /// Replaces the actions of one rule.
+    pub(crate) fn set_push_rule_actions(
+        &self,
+        user: &UserId,
+        kind: RuleKind,
+        id: &str,
+        actions: Vec<Action>,
+    ) -> ApiResult<()> {
+        let mut rules = (*ruleset(self, user)).clone();
+        rules
+            .set_actions(kind, id, actions)
+            .map_err(|_| no_such_rule())?;
+        save(self, user, &rules)?;
+        Ok(())
+    }
 }

@@ -229,7 +229,7 @@ async fn threads_lists_roots_by_latest_reply_with_participation_and_visibility()
 
     // Pages of one.
     let (_, first) = s.get(&format!("{path}?limit=1"), &ann.token).await;
-    assert_eq!(ids(&first), [a.clone()]);
+    assert_eq!(ids(&first), [a.as_str()]);
     let token = first["next_batch"]
         .as_str()
         .expect("a next page")
@@ -267,7 +267,7 @@ async fn threads_lists_roots_by_latest_reply_with_participation_and_visibility()
     let (_, cats) = s
         .get(&format!("{path}?include=participated"), &cat.token)
         .await;
-    assert_eq!(ids(&cats), [e.clone()], "{cats}");
+    assert_eq!(ids(&cats), [e.as_str()], "{cats}");
 
     // Strangers and bad parameters.
     let dan = s.register("dan").await;

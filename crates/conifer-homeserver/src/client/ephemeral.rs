@@ -1,13 +1,19 @@
-//! Typing, receipts, read markers and presence.
+//! Typing, receipts, read markers and presence on Ruma's request and
+//! response types; the service side is `crate::ephemeral`.
 
-use super::{require_self, Hs, Resp};
+use super::{require_self, Hs};
 use crate::error::MatrixError;
-use crate::extract::{Auth, Json as Body};
-use crate::{now_ms, Homeserver};
-use axum::extract::Path;
+use crate::extract::Auth;
+use crate::ruma_api::{BodyDefaults, Ruma, RumaFilled, RumaResult};
+use crate::Homeserver;
 use axum::routing::{get, post, put};
-use axum::{Json, Router};
-use conifer_store::ReceiptRecord;
+use axum::Router;
+use conifer_rooms::ruma::api::client::presence::{get_presence, set_presence};
+use conifer_rooms::ruma::api::client::read_marker::set_read_marker;
+use conifer_rooms::ruma::api::client::receipt::create_receipt::{self, v3::ReceiptType};
+use conifer_rooms::ruma::api::client::typing::create_typing_event::{self, v3::Typing};
+use conifer_rooms::ruma::events::receipt::ReceiptThread;
+use conifer_rooms::ruma::presence::PresenceState;
 use serde_json::{json, Value};
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,150 +23,105 @@ pub fn routes() -> Router<Arc<Homeserver>> {
         .route("/rooms/:room/typing/:user", put(typing))
         .route("/rooms/:room/receipt/:kind/:event", post(receipt))
         .route("/rooms/:room/read_markers", post(read_markers))
-        .route(
-            "/presence/:user/status",
-            get(get_presence).put(put_presence),
-        )
+        .route("/presence/:user/status", get(presence).put(put_presence))
+}
+
+/// How long a typing notification lasts when the client gives no
+/// `timeout`.
+const DEFAULT_TYPING_MS: u64 = 30_000;
+
+/// The spec requires only `typing`; Ruma's type wants a `timeout` with
+/// `typing: true`.
+impl BodyDefaults for create_typing_event::v3::Request {
+    fn fill(body: &mut serde_json::Map<String, Value>) {
+        body.entry("timeout")
+            .or_insert_with(|| json!(DEFAULT_TYPING_MS));
+    }
 }
 
 async fn typing(
     hs: Hs,
     auth: Auth,
-    Path((room, user)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> Resp {
-    require_self(&auth, &user)?;
-    hs.require_joined(&room, &user)?;
-    let typing = body
-        .get("typing")
-        .and_then(Value::as_bool)
-        .ok_or_else(|| MatrixError::missing_param("typing"))?;
-    let timeout = body
-        .get("timeout")
-        .and_then(Value::as_u64)
-        .unwrap_or(30_000);
-    hs.typing
-        .set(&room, &user, typing.then(|| Duration::from_millis(timeout)));
-    hs.federate_typing(&room, &user, typing);
-    Ok(Json(json!({})))
-}
-
-fn put_receipt(
-    hs: &Homeserver,
-    auth: &Auth,
-    room: &str,
-    kind: &str,
-    event: &str,
-    thread: Option<&str>,
-) -> crate::ApiResult<()> {
-    if hs
-        .store
-        .event(event)?
-        .filter(|e| e.room_id == room)
-        .is_none()
-    {
-        return Err(MatrixError::not_found("unknown event in this room"));
-    }
-    hs.store.put_receipt(ReceiptRecord {
-        room_id: room.to_owned(),
-        user_id: auth.user_id.clone(),
-        receipt_type: kind.to_owned(),
-        thread_id: thread.unwrap_or("").to_owned(),
-        event_id: event.to_owned(),
-        ts: now_ms(),
-        stream_pos: 0,
-    })?;
-    if kind == "m.read" {
-        hs.federate_read_receipt(room, &auth.user_id, event, now_ms());
-    }
-    Ok(())
+    RumaFilled(req): RumaFilled<create_typing_event::v3::Request>,
+) -> RumaResult<create_typing_event::v3::Response> {
+    require_self(&auth, req.user_id.as_str())?;
+    let timeout = match req.state {
+        Typing::Yes(info) => Some(info.timeout),
+        _ => None,
+    };
+    hs.set_typing(req.room_id.as_str(), &auth.user_id, timeout)?;
+    Ok(create_typing_event::v3::Response::new().into())
 }
 
 async fn receipt(
     hs: Hs,
     auth: Auth,
-    Path((room, kind, event)): Path<(String, String, String)>,
-    Body(body): Body<Value>,
-) -> Resp {
-    hs.require_joined(&room, &auth.user_id)?;
-    let thread = body.get("thread_id").and_then(Value::as_str);
-    match kind.as_str() {
-        "m.read" | "m.read.private" => put_receipt(&hs, &auth, &room, &kind, &event, thread)?,
-        "m.fully_read" => {
-            hs.store.put_account_data(
-                &auth.user_id,
-                Some(&room),
-                "m.fully_read",
-                &json!({ "event_id": event }),
-            )?;
-        }
+    Ruma(req): Ruma<create_receipt::v3::Request>,
+) -> RumaResult<create_receipt::v3::Response> {
+    let room = req.room_id.as_str();
+    hs.require_joined(room, &auth.user_id)?;
+    let thread = match &req.thread {
+        ReceiptThread::Unthreaded => None,
+        other => other.as_str(),
+    };
+    match req.receipt_type {
+        ReceiptType::Read | ReceiptType::ReadPrivate => hs.put_receipt(
+            room,
+            &auth.user_id,
+            req.receipt_type.as_str(),
+            req.event_id.as_str(),
+            thread,
+        )?,
+        ReceiptType::FullyRead => hs.set_fully_read(room, &auth.user_id, req.event_id.as_str())?,
         _ => return Err(MatrixError::invalid_param("unknown receipt type")),
     }
-    Ok(Json(json!({})))
+    Ok(create_receipt::v3::Response::new().into())
 }
 
 async fn read_markers(
     hs: Hs,
     auth: Auth,
-    Path(room): Path<String>,
-    Body(body): Body<Value>,
-) -> Resp {
-    hs.require_joined(&room, &auth.user_id)?;
-    if let Some(e) = body.get("m.fully_read").and_then(Value::as_str) {
-        hs.store.put_account_data(
-            &auth.user_id,
-            Some(&room),
-            "m.fully_read",
-            &json!({ "event_id": e }),
-        )?;
+    Ruma(req): Ruma<set_read_marker::v3::Request>,
+) -> RumaResult<set_read_marker::v3::Response> {
+    let room = req.room_id.as_str();
+    hs.require_joined(room, &auth.user_id)?;
+    if let Some(e) = &req.fully_read {
+        hs.set_fully_read(room, &auth.user_id, e.as_str())?;
     }
-    for kind in ["m.read", "m.read.private"] {
-        if let Some(e) = body.get(kind).and_then(Value::as_str) {
-            put_receipt(&hs, &auth, &room, kind, e, None)?;
+    for (kind, event) in [
+        ("m.read", &req.read_receipt),
+        ("m.read.private", &req.private_read_receipt),
+    ] {
+        if let Some(e) = event {
+            hs.put_receipt(room, &auth.user_id, kind, e.as_str(), None)?;
         }
     }
-    Ok(Json(json!({})))
+    Ok(set_read_marker::v3::Response::new().into())
 }
 
-async fn get_presence(hs: Hs, _auth: Auth, Path(user): Path<String>) -> Resp {
-    super::user_id(&user)?;
-    let p = hs.store.presence(&user)?;
-    match p {
-        Some(p) => {
-            let mut out = json!({
-                "presence": p.presence,
-                "last_active_ago": now_ms().saturating_sub(p.last_active_ts),
-                "currently_active": p.presence == "online",
-            });
-            if let Some(s) = p.status_msg {
-                out["status_msg"] = json!(s);
-            }
-            Ok(Json(out))
-        }
-        None if hs.store.user(&user)?.is_some() => Ok(Json(json!({ "presence": "offline" }))),
-        None => Err(MatrixError::not_found("unknown user")),
-    }
+async fn presence(
+    hs: Hs,
+    _auth: Auth,
+    Ruma(req): Ruma<get_presence::v3::Request>,
+) -> RumaResult<get_presence::v3::Response> {
+    let p = hs.presence(req.user_id.as_str())?;
+    let mut res = get_presence::v3::Response::new(PresenceState::from(p.presence.as_str()));
+    res.status_msg = p.status_msg;
+    res.currently_active = p.currently_active;
+    res.last_active_ago = p.last_active_ago.map(Duration::from_millis);
+    Ok(res.into())
 }
 
 async fn put_presence(
     hs: Hs,
     auth: Auth,
-    Path(user): Path<String>,
-    Body(body): Body<Value>,
-) -> Resp {
-    require_self(&auth, &user)?;
-    let presence = body
-        .get("presence")
-        .and_then(Value::as_str)
-        .ok_or_else(|| MatrixError::missing_param("presence"))?;
-    if !matches!(presence, "online" | "offline" | "unavailable") {
-        return Err(MatrixError::invalid_param(
-            "presence must be online, offline or unavailable",
-        ));
-    }
-    let status_msg = body.get("status_msg").and_then(Value::as_str);
-    hs.store
-        .set_presence(&user, presence, status_msg, now_ms())?;
-    hs.federate_presence(&user, presence, status_msg);
-    Ok(Json(json!({})))
+    Ruma(req): Ruma<set_presence::v3::Request>,
+) -> RumaResult<set_presence::v3::Response> {
+    require_self(&auth, req.user_id.as_str())?;
+    hs.set_presence(
+        &auth.user_id,
+        req.presence.as_str(),
+        req.status_msg.as_deref(),
+    )?;
+    Ok(set_presence::v3::Response::new().into())
 }

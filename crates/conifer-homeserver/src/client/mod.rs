@@ -19,6 +19,7 @@ mod search;
 mod sliding_sync;
 mod sync;
 
+pub(crate) use crate::api::{require_self, room_id, user_id, Hs};
 use crate::error::MatrixError;
 use crate::Homeserver;
 use axum::http::{header, Method};
@@ -27,7 +28,6 @@ use std::sync::Arc;
 use tower_http::cors::{Any, CorsLayer};
 
 pub type Resp = crate::ApiResult<axum::Json<serde_json::Value>>;
-pub type Hs = axum::extract::State<Arc<Homeserver>>;
 
 /// The versioned client API, shared by the v3 and r0 prefixes.
 fn client_api() -> Router<Arc<Homeserver>> {
@@ -120,24 +120,4 @@ async fn declared_size_limit(
             .into_response();
     }
     next.run(req).await
-}
-
-/// Parses a user ID from a path, `M_INVALID_PARAM` otherwise.
-pub(crate) fn user_id(s: &str) -> crate::ApiResult<conifer_rooms::ruma::OwnedUserId> {
-    conifer_rooms::ruma::OwnedUserId::try_from(s)
-        .map_err(|_| MatrixError::invalid_param(format!("{s:?} is not a user ID")))
-}
-
-pub(crate) fn room_id(s: &str) -> crate::ApiResult<conifer_rooms::ruma::OwnedRoomId> {
-    conifer_rooms::ruma::OwnedRoomId::try_from(s)
-        .map_err(|_| MatrixError::invalid_param(format!("{s:?} is not a room ID")))
-}
-
-/// Only the user itself may touch its own resources.
-pub(crate) fn require_self(auth: &crate::Auth, user: &str) -> crate::ApiResult<()> {
-    if auth.user_id == user {
-        Ok(())
-    } else {
-        Err(MatrixError::forbidden("you can only access your own data"))
-    }
 }

@@ -1,136 +1,125 @@
-//! Profiles: display name and avatar, mirrored into the user's room
-//! memberships as the spec asks.
+//! Profiles on Ruma's request and response types; the service side is
+//! `crate::profile`.
+//!
+//! `displayname` and `avatar_url` have their own routes (and the spec's
+//! older, nullable request types, so that a client can still clear them
+//! with `null` or by leaving the key out); any other field goes through the
+//! extensible `/profile/{userId}/{keyName}` types.
 
-use super::{require_self, user_id, Hs, Resp};
+use super::{require_self, Hs};
 use crate::error::MatrixError;
-use crate::extract::{Auth, Json as Body};
+use crate::extract::Auth;
+use crate::profile::ProfileField;
+use crate::ruma_api::{Ruma, RumaResult};
 use crate::Homeserver;
-use axum::extract::Path;
 use axum::routing::get;
-use axum::{Json, Router};
-use conifer_rooms::EventTemplate;
-use serde_json::{json, Value};
+use axum::Router;
+use conifer_rooms::ruma::api::client::profile::{
+    get_avatar_url, get_display_name, get_profile, get_profile_field, set_avatar_url,
+    set_display_name, set_profile_field,
+};
+use conifer_rooms::ruma::profile::ProfileFieldValue;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Homeserver>> {
     Router::new()
         .route("/profile/:user", get(profile))
+        .route(
+            "/profile/:user/displayname",
+            get(get_displayname).put(put_displayname),
+        )
+        .route("/profile/:user/avatar_url", get(get_avatar).put(put_avatar))
         .route("/profile/:user/:field", get(get_field).put(put_field))
 }
 
-fn local_profile(hs: &Homeserver, user: &str) -> crate::ApiResult<conifer_store::UserRecord> {
-    user_id(user)?;
-    hs.store
-        .user(user)?
-        .filter(|u| !u.deactivated)
-        .ok_or_else(|| MatrixError::not_found("profile not found"))
+async fn profile(
+    hs: Hs,
+    Ruma(req): Ruma<get_profile::v3::Request>,
+) -> RumaResult<get_profile::v3::Response> {
+    let fields = hs.profile(req.user_id.as_str(), None).await?;
+    Ok(fields
+        .into_iter()
+        .collect::<get_profile::v3::Response>()
+        .into())
 }
 
-/// A remote user's profile, asked of their server.
-async fn remote_profile(hs: &Homeserver, user: &str, field: Option<&str>) -> Resp {
-    user_id(user)?;
-    let server = crate::federation::e2ee::server_of(user);
-    // Unreachable or unknown servers answer 404 like a missing profile: the
-    // client cannot tell them apart from here, and no 5xx is ours to give.
-    let enc = |s: &str| {
-        percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-    };
-    let mut uri = format!("/_matrix/federation/v1/query/profile?user_id={}", enc(user));
-    if let Some(f) = field {
-        uri.push_str(&format!("&field={}", enc(f)));
-    }
-    match hs.federation_call(server, "GET", &uri, None).await {
-        Ok((200, v)) if v.is_object() => Ok(Json(v)),
-        Ok((404, _)) => Err(MatrixError::not_found("profile not found")),
-        Ok((status, _)) => Err(MatrixError::not_found(format!(
-            "{server} answered {status} for the profile"
-        ))),
-        Err(e) => Err(MatrixError::new(
-            axum::http::StatusCode::NOT_FOUND,
-            "M_NOT_FOUND",
-            format!("cannot reach {server}: {e}"),
-        )),
+/// One field of a profile as a string, 404 when it is not set.
+async fn field_str(hs: &Homeserver, user: &str, field: ProfileField) -> crate::ApiResult<String> {
+    let fields = hs.profile(user, Some(field.name())).await?;
+    match fields.get(field.name()) {
+        Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        _ => Err(MatrixError::not_found("profile field not set")),
     }
 }
 
-async fn profile(hs: Hs, Path(user): Path<String>) -> Resp {
-    if !hs.is_local(&user) {
-        return remote_profile(&hs, &user, None).await;
-    }
-    let u = local_profile(&hs, &user)?;
-    let mut out = json!({});
-    if let Some(n) = u.displayname {
-        out["displayname"] = json!(n);
-    }
-    if let Some(a) = u.avatar_url {
-        out["avatar_url"] = json!(a);
-    }
-    Ok(Json(out))
+async fn get_displayname(
+    hs: Hs,
+    Ruma(req): Ruma<get_display_name::v3::Request>,
+) -> RumaResult<get_display_name::v3::Response> {
+    let name = field_str(&hs, req.user_id.as_str(), ProfileField::DisplayName).await?;
+    Ok(get_display_name::v3::Response::new(Some(name)).into())
 }
 
-async fn get_field(hs: Hs, Path((user, field)): Path<(String, String)>) -> Resp {
-    if !hs.is_local(&user) {
-        let all = remote_profile(&hs, &user, Some(&field)).await?.0;
-        return match all.get(&field) {
-            Some(v) if !v.is_null() => Ok(Json(json!({ field: v }))),
-            _ => Err(MatrixError::not_found("profile field not set")),
-        };
-    }
-    let u = local_profile(&hs, &user)?;
-    let value = match field.as_str() {
-        "displayname" => u.displayname,
-        "avatar_url" => u.avatar_url,
-        _ => return Err(MatrixError::not_found("unknown profile field")),
-    };
-    match value {
-        Some(v) => Ok(Json(json!({ field: v }))),
-        None => Err(MatrixError::not_found("profile field not set")),
+async fn get_avatar(
+    hs: Hs,
+    Ruma(req): Ruma<get_avatar_url::v3::Request>,
+) -> RumaResult<get_avatar_url::v3::Response> {
+    let url = field_str(&hs, req.user_id.as_str(), ProfileField::AvatarUrl).await?;
+    Ok(get_avatar_url::v3::Response::new(Some(url.into())).into())
+}
+
+async fn get_field(
+    hs: Hs,
+    Ruma(req): Ruma<get_profile_field::v3::Request>,
+) -> RumaResult<get_profile_field::v3::Response> {
+    let field = req.field.as_str();
+    let fields = hs.profile(req.user_id.as_str(), Some(field)).await?;
+    match fields.get(field) {
+        Some(v) if !v.is_null() => {
+            let value = ProfileFieldValue::new(field, v.clone()).map_err(|_| {
+                MatrixError::not_found(format!("the profile's {field} is not of its type"))
+            })?;
+            Ok(get_profile_field::v3::Response::new(value).into())
+        }
+        _ => Err(MatrixError::not_found("profile field not set")),
     }
 }
 
-async fn put_field(
+async fn put_displayname(
     hs: Hs,
     auth: Auth,
-    Path((user, field)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> Resp {
-    require_self(&auth, &user)?;
-    let value = body.get(&field).and_then(Value::as_str).map(str::to_owned);
-    match field.as_str() {
-        "displayname" => hs.store.set_displayname(&user, value.as_deref())?,
-        "avatar_url" => hs.store.set_avatar_url(&user, value.as_deref())?,
-        _ => {
-            return Err(MatrixError::bad_json(
-                "only displayname and avatar_url can be set",
-            ))
-        }
-    }
-    // Update the membership event in every joined room.
-    for m in hs.store.user_memberships(&user)? {
-        if m.membership != "join" {
-            continue;
-        }
-        let Some(current) = hs.state_event(&m.room_id, "m.room.member", &user)? else {
-            continue;
-        };
-        let mut content = current.content_value();
-        match &value {
-            Some(v) => content[&field] = json!(v),
-            None => {
-                if let Some(o) = content.as_object_mut() {
-                    o.remove(&field);
-                }
-            }
-        }
-        let template = EventTemplate {
-            kind: "m.room.member".into(),
-            state_key: Some(user.clone()),
-            content,
-            redacts: None,
-        };
-        if let Err(e) = hs.send_event(&m.room_id, &user, template, None).await {
-            tracing::warn!(room = %m.room_id, error = ?e, "could not update membership profile");
-        }
-    }
-    Ok(Json(json!({})))
+    Ruma(req): Ruma<set_display_name::v3::Request>,
+) -> RumaResult<set_display_name::v3::Response> {
+    require_self(&auth, req.user_id.as_str())?;
+    hs.set_profile_field(
+        &auth.user_id,
+        ProfileField::DisplayName,
+        req.displayname.as_deref(),
+    )
+    .await?;
+    Ok(set_display_name::v3::Response::new().into())
+}
+
+async fn put_avatar(
+    hs: Hs,
+    auth: Auth,
+    Ruma(req): Ruma<set_avatar_url::v3::Request>,
+) -> RumaResult<set_avatar_url::v3::Response> {
+    require_self(&auth, req.user_id.as_str())?;
+    let url = req.avatar_url.as_ref().map(|u| u.as_str());
+    hs.set_profile_field(&auth.user_id, ProfileField::AvatarUrl, url)
+        .await?;
+    Ok(set_avatar_url::v3::Response::new().into())
+}
+
+/// Other fields (`m.tz` and custom ones) are not stored.
+async fn put_field(
+    auth: Auth,
+    Ruma(req): Ruma<set_profile_field::v3::Request>,
+) -> RumaResult<set_profile_field::v3::Response> {
+    require_self(&auth, req.user_id.as_str())?;
+    Err(MatrixError::bad_json(format!(
+        "only displayname and avatar_url can be set, not {}",
+        req.value.field_name().as_str()
+    )))
 }

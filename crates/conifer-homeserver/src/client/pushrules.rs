@@ -1,28 +1,31 @@
-//! Push rules: reading the rule set and editing rules, with Ruma's push
-//! types doing the bookkeeping.
+//! Push rules on Ruma's request and response types, with Ruma's push types
+//! doing the bookkeeping; the service side is `crate::push`.
 //!
 //! Error codes: an unknown `kind`, a rule ID the spec forbids and a bad
 //! `before`/`after` are wrong parameters (400 `M_INVALID_PARAM`); a body
 //! missing a required key or with a key of the wrong shape is `M_BAD_JSON`;
 //! a rule that does not exist is 404 `M_NOT_FOUND`.
+//!
+//! The whole rule set and the rules of one kind stay plain JSON: Ruma's
+//! `Ruleset` leaves a kind without rules out, where clients and the tests
+//! expect every kind as a list (and the list of one kind has no Ruma type).
 
 use super::{Hs, Resp};
 use crate::error::{ApiResult, MatrixError};
-use crate::extract::Query;
-use crate::extract::{Auth, Json as Body};
-use crate::push::{ruleset, ruleset_json, ruleset_value, save};
+use crate::extract::Auth;
+use crate::push::{ruleset, ruleset_json, ruleset_value};
+use crate::ruma_api::{BodyDefaults, Ruma, RumaFilled, RumaResult};
 use crate::Homeserver;
 use axum::extract::Path;
 use axum::routing::get;
 use axum::{Json, Router};
-use conifer_rooms::ruma::push::{
-    Action, AnyPushRuleRef, ConditionalPushRule, NewConditionalPushRule, NewPatternedPushRule,
-    NewPushRule, NewSimplePushRule, PushCondition, RemovePushRuleError, RuleKind, Ruleset,
+use conifer_rooms::ruma::api::client::push::{
+    delete_pushrule, get_pushrule, get_pushrule_actions, get_pushrule_enabled, get_pushrules_all,
+    get_pushrules_global_scope, set_pushrule, set_pushrule_actions, set_pushrule_enabled, PushRule,
 };
-use conifer_rooms::ruma::{OwnedRoomId, OwnedUserId};
-use serde::de::DeserializeOwned;
-use serde::Deserialize;
-use serde_json::{json, Value};
+use conifer_rooms::ruma::push::{AnyPushRuleRef, RuleKind, Ruleset};
+use conifer_rooms::ruma::OwnedUserId;
+use serde_json::json;
 use std::sync::Arc;
 
 pub fn routes() -> Router<Arc<Homeserver>> {
@@ -51,278 +54,134 @@ fn user(auth: &Auth) -> ApiResult<OwnedUserId> {
         .map_err(|_| MatrixError::unknown_internal("bad user ID"))
 }
 
-/// The five kinds the spec names, in path form.
-fn kind(k: &str) -> ApiResult<RuleKind> {
+/// The five kinds the spec names (Ruma's `RuleKind` also takes others).
+fn check_kind(k: &RuleKind) -> ApiResult<RuleKind> {
     match k {
-        "override" => Ok(RuleKind::Override),
-        "underride" => Ok(RuleKind::Underride),
-        "sender" => Ok(RuleKind::Sender),
-        "room" => Ok(RuleKind::Room),
-        "content" => Ok(RuleKind::Content),
+        RuleKind::Override
+        | RuleKind::Underride
+        | RuleKind::Sender
+        | RuleKind::Room
+        | RuleKind::Content => Ok(k.clone()),
         _ => Err(MatrixError::invalid_param(format!(
-            "unknown push rule kind {k:?}: expected override, underride, sender, room or content"
+            "unknown push rule kind {:?}: expected override, underride, sender, room or content",
+            k.as_str()
         ))),
     }
 }
 
-fn no_such_rule() -> MatrixError {
-    MatrixError::not_found("no such push rule")
+fn lookup<'r>(rules: &'r Ruleset, k: &RuleKind, id: &str) -> ApiResult<AnyPushRuleRef<'r>> {
+    rules
+        .get(check_kind(k)?, id)
+        .ok_or_else(|| MatrixError::not_found("no such push rule"))
 }
 
-/// One rule as the API shows it.
-fn rule_json(rule: AnyPushRuleRef<'_>) -> Value {
-    let v = match rule {
-        AnyPushRuleRef::Override(r) | AnyPushRuleRef::Underride(r) => serde_json::to_value(r),
-        AnyPushRuleRef::Content(r) => serde_json::to_value(r),
-        AnyPushRuleRef::Room(r) => serde_json::to_value(r),
-        AnyPushRuleRef::Sender(r) => serde_json::to_value(r),
-        _ => Ok(json!({})),
-    };
-    v.unwrap_or_else(|_| json!({}))
-}
-
-fn lookup<'r>(rules: &'r Ruleset, k: &str, id: &str) -> ApiResult<AnyPushRuleRef<'r>> {
-    rules.get(kind(k)?, id).ok_or_else(no_such_rule)
-}
-
-async fn all(hs: Hs, auth: Auth) -> Resp {
+async fn all(hs: Hs, auth: Auth, Ruma(_): Ruma<get_pushrules_all::v3::Request>) -> Resp {
     Ok(Json(ruleset_json(&hs, &user(&auth)?)))
 }
 
-async fn global(hs: Hs, auth: Auth) -> Resp {
+async fn global(
+    hs: Hs,
+    auth: Auth,
+    Ruma(_): Ruma<get_pushrules_global_scope::v3::Request>,
+) -> Resp {
     Ok(Json(ruleset_value(&ruleset(&hs, &user(&auth)?))))
 }
 
 async fn of_kind(hs: Hs, auth: Auth, Path(k): Path<String>) -> Resp {
-    kind(&k)?;
+    check_kind(&RuleKind::from(k.as_str()))?;
     let all = ruleset_value(&ruleset(&hs, &user(&auth)?));
     Ok(Json(all.get(&k).cloned().unwrap_or_else(|| json!([]))))
 }
 
-async fn get_rule(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
+async fn get_rule(
+    hs: Hs,
+    auth: Auth,
+    Ruma(req): Ruma<get_pushrule::v3::Request>,
+) -> RumaResult<get_pushrule::v3::Response> {
     let rules = ruleset(&hs, &user(&auth)?);
-    Ok(Json(rule_json(lookup(&rules, &k, &id)?)))
+    let rule = PushRule::from(lookup(&rules, &req.kind, &req.rule_id)?);
+    Ok(get_pushrule::v3::Response::new(rule).into())
 }
 
-#[derive(Deserialize)]
-struct PlaceQuery {
-    before: Option<String>,
-    after: Option<String>,
-}
-
-/// A body key of type `T`: `M_BAD_JSON` if it is missing or has another shape.
-fn body_key<T: DeserializeOwned>(body: &Value, key: &str) -> ApiResult<T> {
-    let v = body
-        .get(key)
-        .ok_or_else(|| MatrixError::bad_json(format!("missing required key {key}")))?;
-    serde_json::from_value(v.clone()).map_err(|e| MatrixError::bad_json(format!("{key}: {e}")))
-}
-
-/// Rule IDs the spec lets a user create.
-fn check_new_rule_id(id: &str) -> ApiResult<()> {
-    if id.is_empty() {
-        return Err(MatrixError::invalid_param("the rule ID is empty"));
-    }
-    if id.starts_with('.') {
-        return Err(MatrixError::invalid_param(
-            "rule IDs starting with a dot are reserved for server-default rules",
-        ));
-    }
-    if id.contains('/') || id.contains('\\') {
-        return Err(MatrixError::invalid_param(
-            "rule IDs may not contain slashes or backslashes",
-        ));
-    }
-    Ok(())
-}
-
-/// The rule a PUT describes, checked against its kind.
-fn new_rule(rk: &RuleKind, id: &str, body: &Value) -> ApiResult<NewPushRule> {
-    let actions: Vec<Action> = body_key(body, "actions")?;
-    let conditions = || -> ApiResult<Vec<PushCondition>> {
-        match body.get("conditions") {
-            None | Some(Value::Null) => Ok(Vec::new()),
-            Some(_) => body_key(body, "conditions"),
-        }
-    };
-    Ok(match rk {
-        RuleKind::Override => NewPushRule::Override(NewConditionalPushRule::new(
-            id.to_owned(),
-            conditions()?,
-            actions,
-        )),
-        RuleKind::Underride => NewPushRule::Underride(NewConditionalPushRule::new(
-            id.to_owned(),
-            conditions()?,
-            actions,
-        )),
-        RuleKind::Content => NewPushRule::Content(NewPatternedPushRule::new(
-            id.to_owned(),
-            body_key(body, "pattern")?,
-            actions,
-        )),
-        RuleKind::Room => {
-            let room = OwnedRoomId::try_from(id).map_err(|_| {
-                MatrixError::invalid_param("the rule ID of a room rule must be a room ID")
-            })?;
-            NewPushRule::Room(NewSimplePushRule::new(room, actions))
-        }
-        RuleKind::Sender => {
-            let sender = OwnedUserId::try_from(id).map_err(|_| {
-                MatrixError::invalid_param("the rule ID of a sender rule must be a user ID")
-            })?;
-            NewPushRule::Sender(NewSimplePushRule::new(sender, actions))
-        }
-        _ => return Err(MatrixError::invalid_param("unknown push rule kind")),
-    })
-}
-
-/// Moves rule `id` of one kind's ordered set next to `before` (just above
-/// it) or, without `before`, just below `after`. The anchors are looked up
-/// before anything moves.
-macro_rules! place {
-    ($set:expr, $id:expr, $after:expr, $before:expr) => {{
-        let set = &mut $set;
-        let anchor = |a: &str| {
-            set.get_index_of(a).ok_or_else(|| {
-                MatrixError::invalid_param(format!("before/after rule not found: {a}"))
-            })
-        };
-        let after = $after.map(anchor).transpose()?;
-        let before = $before.map(anchor).transpose()?;
-        let from = set.get_index_of($id).ok_or_else(no_such_rule)?;
-        if let (Some(a), Some(b)) = (after, before) {
-            if b < a {
-                return Err(MatrixError::invalid_param(
-                    "the before rule is more important than the after rule",
-                ));
-            }
-        }
-        if let Some(b) = before {
-            set.move_index(from, if from < b { b - 1 } else { b });
-        } else if let Some(a) = after {
-            set.move_index(from, if from < a { a } else { a + 1 });
-        }
-    }};
-}
-
-/// Inserts or updates a user rule, placing it as `before`/`after` ask.
-fn insert(
-    rules: &mut Ruleset,
-    rule: NewPushRule,
-    after: Option<&str>,
-    before: Option<&str>,
-) -> ApiResult<()> {
-    let id = rule.rule_id().to_owned();
-    for anchor in [after, before].into_iter().flatten() {
-        if anchor.starts_with('.') {
-            return Err(MatrixError::invalid_param(
-                "a rule cannot be placed relative to a server-default rule",
-            ));
-        }
-        if anchor == id {
-            return Err(MatrixError::invalid_param(
-                "a rule cannot be placed relative to itself",
-            ));
+/// "conditions: [...] A rule with no conditions always matches." The key is
+/// optional in the spec (and `null` is taken as none); Ruma's type requires
+/// it for override and underride rules, and ignores it for the others.
+impl BodyDefaults for set_pushrule::v3::Request {
+    fn fill(body: &mut serde_json::Map<String, serde_json::Value>) {
+        let conditions = body.entry("conditions").or_insert(serde_json::Value::Null);
+        if conditions.is_null() {
+            *conditions = json!([]);
         }
     }
-    let rk = rule.kind();
-    match rule {
-        // Ruma puts a new override rule second (after `.m.rule.master`),
-        // which needs a first rule to exist.
-        NewPushRule::Override(r) if rules.override_.is_empty() => {
-            rules.override_.insert(ConditionalPushRule::from(r));
-        }
-        rule => rules
-            .insert(rule, None, None)
-            .map_err(|e| MatrixError::invalid_param(e.to_string()))?,
-    }
-    match rk {
-        RuleKind::Override => place!(rules.override_, id.as_str(), after, before),
-        RuleKind::Underride => place!(rules.underride, id.as_str(), after, before),
-        RuleKind::Content => place!(rules.content, id.as_str(), after, before),
-        RuleKind::Room => place!(rules.room, id.as_str(), after, before),
-        RuleKind::Sender => place!(rules.sender, id.as_str(), after, before),
-        _ => {}
-    }
-    Ok(())
 }
 
 async fn put_rule(
     hs: Hs,
     auth: Auth,
-    Path((k, id)): Path<(String, String)>,
-    Query(q): Query<PlaceQuery>,
-    Body(body): Body<Value>,
-) -> Resp {
-    let rk = kind(&k)?;
-    check_new_rule_id(&id)?;
-    let rule = new_rule(&rk, &id, &body)?;
-    let uid = user(&auth)?;
-    let mut rules = (*ruleset(&hs, &uid)).clone();
-    insert(&mut rules, rule, q.after.as_deref(), q.before.as_deref())?;
-    save(&hs, &uid, &rules)?;
-    Ok(Json(json!({})))
+    RumaFilled(req): RumaFilled<set_pushrule::v3::Request>,
+) -> RumaResult<set_pushrule::v3::Response> {
+    hs.set_push_rule(
+        &user(&auth)?,
+        req.rule,
+        req.after.as_deref(),
+        req.before.as_deref(),
+    )?;
+    Ok(set_pushrule::v3::Response::new().into())
 }
 
-async fn delete_rule(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
-    let rk = kind(&k)?;
-    let uid = user(&auth)?;
-    let mut rules = (*ruleset(&hs, &uid)).clone();
-    rules.remove(rk, &id).map_err(|e| match e {
-        RemovePushRuleError::ServerDefault => {
-            MatrixError::invalid_param("server-default rules cannot be deleted")
-        }
-        _ => no_such_rule(),
-    })?;
-    save(&hs, &uid, &rules)?;
-    Ok(Json(json!({})))
+async fn delete_rule(
+    hs: Hs,
+    auth: Auth,
+    Ruma(req): Ruma<delete_pushrule::v3::Request>,
+) -> RumaResult<delete_pushrule::v3::Response> {
+    hs.delete_push_rule(&user(&auth)?, check_kind(&req.kind)?, &req.rule_id)?;
+    Ok(delete_pushrule::v3::Response::new().into())
 }
 
-async fn get_enabled(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
+async fn get_enabled(
+    hs: Hs,
+    auth: Auth,
+    Ruma(req): Ruma<get_pushrule_enabled::v3::Request>,
+) -> RumaResult<get_pushrule_enabled::v3::Response> {
     let rules = ruleset(&hs, &user(&auth)?);
-    Ok(Json(
-        json!({ "enabled": lookup(&rules, &k, &id)?.enabled() }),
-    ))
+    let enabled = lookup(&rules, &req.kind, &req.rule_id)?.enabled();
+    Ok(get_pushrule_enabled::v3::Response::new(enabled).into())
 }
 
 async fn put_enabled(
     hs: Hs,
     auth: Auth,
-    Path((k, id)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> Resp {
-    let rk = kind(&k)?;
-    let enabled: bool = body_key(&body, "enabled")?;
-    let uid = user(&auth)?;
-    let mut rules = (*ruleset(&hs, &uid)).clone();
-    rules
-        .set_enabled(rk, &id, enabled)
-        .map_err(|_| no_such_rule())?;
-    save(&hs, &uid, &rules)?;
-    Ok(Json(json!({})))
+    Ruma(req): Ruma<set_pushrule_enabled::v3::Request>,
+) -> RumaResult<set_pushrule_enabled::v3::Response> {
+    hs.set_push_rule_enabled(
+        &user(&auth)?,
+        check_kind(&req.kind)?,
+        &req.rule_id,
+        req.enabled,
+    )?;
+    Ok(set_pushrule_enabled::v3::Response::new().into())
 }
 
-async fn get_actions(hs: Hs, auth: Auth, Path((k, id)): Path<(String, String)>) -> Resp {
+async fn get_actions(
+    hs: Hs,
+    auth: Auth,
+    Ruma(req): Ruma<get_pushrule_actions::v3::Request>,
+) -> RumaResult<get_pushrule_actions::v3::Response> {
     let rules = ruleset(&hs, &user(&auth)?);
-    Ok(Json(
-        json!({ "actions": lookup(&rules, &k, &id)?.actions() }),
-    ))
+    let actions = lookup(&rules, &req.kind, &req.rule_id)?.actions().to_vec();
+    Ok(get_pushrule_actions::v3::Response::new(actions).into())
 }
 
 async fn put_actions(
     hs: Hs,
     auth: Auth,
-    Path((k, id)): Path<(String, String)>,
-    Body(body): Body<Value>,
-) -> Resp {
-    let rk = kind(&k)?;
-    let actions: Vec<Action> = body_key(&body, "actions")?;
-    let uid = user(&auth)?;
-    let mut rules = (*ruleset(&hs, &uid)).clone();
-    rules
-        .set_actions(rk, &id, actions)
-        .map_err(|_| no_such_rule())?;
-    save(&hs, &uid, &rules)?;
-    Ok(Json(json!({})))
+    Ruma(req): Ruma<set_pushrule_actions::v3::Request>,
+) -> RumaResult<set_pushrule_actions::v3::Response> {
+    hs.set_push_rule_actions(
+        &user(&auth)?,
+        check_kind(&req.kind)?,
+        &req.rule_id,
+        req.actions,
+    )?;
+    Ok(set_pushrule_actions::v3::Response::new().into())
 }

@@ -6,7 +6,7 @@
 
 use super::join::federation_json;
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::{now_ms, Homeserver};
 use axum::extract::{Path, RawQuery};

@@ -20,7 +20,7 @@ use super::enc;
 use super::join::federation_json;
 use super::receive::verified_pdu;
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::{ApiResult, MatrixError};
 use crate::format::{client_event_from_value, stripped_state};
 use crate::{now_ms, Homeserver};

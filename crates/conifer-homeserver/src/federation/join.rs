@@ -4,7 +4,7 @@
 
 use super::receive::checked_pdu;
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::Homeserver;
 use axum::extract::{Path, RawQuery};

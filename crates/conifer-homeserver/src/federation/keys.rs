@@ -3,7 +3,7 @@
 //! own keys and for other servers' keys fetched from them, checked, and
 //! co-signed by us.
 
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::extract::Json as Body;
 use crate::{now_ms, Homeserver};

@@ -5,7 +5,7 @@
 //! from the local store (keyed `server/mediaId`).
 
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::{ApiResult, MatrixError};
 use crate::media::{MediaFiles, PutError};
 use crate::{now_ms, random_token, Homeserver};

@@ -1,7 +1,7 @@
 //! `GET /_matrix/federation/v1/query/profile`.
 
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::extract::Query;
 use axum::Json;
@@ -163,10 +163,21 @@ pub async fn public_rooms_get(
     axum::extract::Query(q): axum::extract::Query<std::collections::HashMap<String, String>>,
     _auth: FederationAuth,
 ) -> Result<Json<Value>, MatrixError> {
-    let limit = q.get("limit").and_then(|l| l.parse().ok());
-    crate::client::directory::public_rooms(&hs, limit, q.get("since").map(String::as_str), None)
+    let query = crate::directory::PublicRoomsQuery {
+        limit: q.get("limit").and_then(|l| l.parse().ok()),
+        since: q.get("since").cloned(),
+        term: None,
+    };
+    directory_page(hs.public_rooms(&query)?)
 }
 
 pub async fn public_rooms_post(hs: Hs, auth: FederationAuth) -> Result<Json<Value>, MatrixError> {
-    crate::client::directory::public_rooms_from_body(&hs, &auth.body.unwrap_or(Value::Null))
+    let query = crate::directory::PublicRoomsQuery::from_body(&auth.body.unwrap_or(Value::Null));
+    directory_page(hs.public_rooms(&query)?)
+}
+
+fn directory_page(page: crate::directory::PublicRoomsPage) -> Result<Json<Value>, MatrixError> {
+    serde_json::to_value(page)
+        .map(Json)
+        .map_err(|e| MatrixError::unknown_internal(e.to_string()))
 }

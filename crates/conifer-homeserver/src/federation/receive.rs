@@ -12,7 +12,7 @@
 //! room this server is not in, or from a server the room's ACL denies.
 
 use super::FederationAuth;
-use crate::client::Hs;
+use crate::api::Hs;
 use crate::error::MatrixError;
 use crate::{now_ms, Homeserver};
 use axum::extract::Path;
